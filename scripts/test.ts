@@ -1,0 +1,90 @@
+/**
+ * `npm test`: the host unit tests, then the guest suite inside the test-bed VM.
+ * Fails if either fails, if the guest cannot be started, or if the guest suite
+ * ran no test or skipped any (a skipped guest test is not a passing one).
+ */
+import { spawnSync } from 'node:child_process';
+import { existsSync, mkdirSync, readFileSync, rmSync } from 'node:fs';
+import { join } from 'node:path';
+import { VmError, packageRoot, say } from './vm/common.js';
+import { RUN_REQUIREMENTS, buildRequirements, ensureRequirements } from './vm/deps.js';
+import { main as vmMain } from './vm.js';
+
+interface VitestJson {
+  success: boolean;
+  numTotalTests: number;
+  numPassedTests: number;
+  numFailedTests: number;
+  numPendingTests: number;
+  numTodoTests: number;
+  testResults?: { name: string; assertionResults: { fullName: string; status: string }[] }[];
+}
+
+export interface SuiteVerdict {
+  passed: number;
+  failed: number;
+  problems: string[];
+}
+
+/** Judges a vitest JSON report: it must exist, have run tests, and have none failed, skipped or todo. */
+export function judgeReport(path: string, suite: string): SuiteVerdict {
+  if (!existsSync(path)) return { passed: 0, failed: 0, problems: [`${suite}: no report at ${path} (the suite did not run)`] };
+  const r = JSON.parse(readFileSync(path, 'utf8')) as VitestJson;
+  const problems: string[] = [];
+  if (r.numTotalTests === 0) problems.push(`${suite}: ran no test`);
+  if (r.numFailedTests > 0) problems.push(`${suite}: ${r.numFailedTests} failed`);
+  const skipped = r.numPendingTests + r.numTodoTests;
+  if (skipped > 0) {
+    const names = (r.testResults ?? []).flatMap((f) => f.assertionResults.filter((a) => a.status !== 'passed' && a.status !== 'failed').map((a) => a.fullName));
+    problems.push(`${suite}: ${skipped} skipped or todo (${names.slice(0, 10).join('; ')})`);
+  }
+  if (!r.success && problems.length === 0) problems.push(`${suite}: vitest reported failure`);
+  return { passed: r.numPassedTests, failed: r.numFailedTests, problems };
+}
+
+async function run(): Promise<number> {
+  const root = packageRoot();
+  process.chdir(root);
+  const results = join(root, 'test-results');
+  mkdirSync(results, { recursive: true });
+  const vitest = join(root, 'node_modules', 'vitest', 'vitest.mjs');
+  const reporters = (file: string): string[] => ['--reporter=default', '--reporter=json', `--outputFile.json=test-results/${file}`];
+
+  // Install what the guest needs first, so a fresh machine fails early and clearly.
+  ensureRequirements([...RUN_REQUIREMENTS, ...(process.env.VFIO_VM_KERNEL ? [] : buildRequirements(!process.env.VFIO_VM_KERNEL_SRC))]);
+
+  say('host unit tests');
+  rmSync(join(results, 'host.json'), { force: true });
+  spawnSync(process.execPath, [vitest, 'run', '--project', 'host', ...reporters('host.json')], { stdio: 'inherit' });
+  const host = judgeReport(join(results, 'host.json'), 'host');
+
+  say('guest suite (in the test-bed VM)');
+  rmSync(join(results, 'guest.json'), { force: true });
+  let guest: SuiteVerdict;
+  try {
+    const status = await vmMain(['--', 'node', vitest, 'run', '--project', 'guest', ...reporters('guest.json')]);
+    guest = judgeReport(join(results, 'guest.json'), 'guest');
+    if (status !== 0 && guest.problems.length === 0) guest.problems.push(`guest: vitest exited ${status}`);
+  } catch (e) {
+    const msg = e instanceof VmError ? e.message : String((e as Error).stack ?? e);
+    guest = { passed: 0, failed: 0, problems: [`guest: the test bed failed: ${msg}`] };
+  }
+
+  // A suite that could not run, or skipped tests, counts as one failure of its own.
+  for (const v of [host, guest]) if (v.problems.length && v.failed === 0) v.failed = 1;
+  const problems = [...host.problems, ...guest.problems];
+  process.stdout.write(`\nhost: ${host.passed} passed, ${host.failed} failed\nguest: ${guest.passed} passed, ${guest.failed} failed\n`);
+  for (const p of problems) say(`FAIL ${p}`);
+  process.stdout.write(`total: ${host.passed + guest.passed} passed, ${host.failed + guest.failed} failed\n`);
+  return problems.length ? 1 : 0;
+}
+
+if (process.argv[1] && /(^|\/)test\.(ts|js)$/.test(process.argv[1])) {
+  run().then(
+    (code) => (process.exitCode = code),
+    (e: unknown) => {
+      say(e instanceof VmError ? e.message : String((e as Error).stack ?? e));
+      process.exitCode = e instanceof VmError ? e.exitCode : 1;
+    },
+  );
+}

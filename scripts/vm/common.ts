@@ -1,0 +1,63 @@
+import { existsSync, readFileSync } from 'node:fs';
+import { homedir } from 'node:os';
+import { dirname, join, resolve } from 'node:path';
+import { fileURLToPath } from 'node:url';
+
+/**
+ * A test-bed failure that is not the guest command's own: a missing package,
+ * a bad VFIO_VM_KERNEL, a kernel that panicked or hung. `exitCode` follows the
+ * convention of `timeout(1)` and `docker run`: 124 timed out, 125 the VM itself failed.
+ */
+export class VmError extends Error {
+  readonly exitCode: number;
+  constructor(message: string, exitCode = 125) {
+    super(message);
+    this.name = 'VmError';
+    this.exitCode = exitCode;
+  }
+}
+
+/** The root of this package (where package.json names "vfio"), from source or from dist/. */
+export function packageRoot(): string {
+  let dir = dirname(fileURLToPath(import.meta.url));
+  for (;;) {
+    const pj = join(dir, 'package.json');
+    if (existsSync(pj)) {
+      try {
+        if ((JSON.parse(readFileSync(pj, 'utf8')) as { name?: string }).name === 'vfio') return dir;
+      } catch {
+        /* keep looking */
+      }
+    }
+    const up = dirname(dir);
+    if (up === dir) throw new VmError('cannot find the vfio package root above ' + fileURLToPath(import.meta.url));
+    dir = up;
+  }
+}
+
+/** Where the test bed keeps kernels and probes: $VFIO_VM_CACHE, else $XDG_CACHE_HOME/vfio-vm, else ~/.cache/vfio-vm. */
+export function cacheRoot(env: NodeJS.ProcessEnv = process.env): string {
+  if (env.VFIO_VM_CACHE) return resolve(env.VFIO_VM_CACHE);
+  const base = env.XDG_CACHE_HOME ? resolve(env.XDG_CACHE_HOME) : join(homedir(), '.cache');
+  return join(base, 'vfio-vm');
+}
+
+export function assetPath(name: string): string {
+  return join(packageRoot(), 'scripts', 'vm', name);
+}
+
+let verbose = false;
+export function setVerbose(v: boolean): void {
+  verbose = v;
+}
+export function isVerbose(): boolean {
+  return verbose;
+}
+
+/** Test-bed messages go to stderr, so the guest command's stdout stays its own. */
+export function say(msg: string): void {
+  process.stderr.write(`[vfio-vm] ${msg}\n`);
+}
+export function debug(msg: string): void {
+  if (verbose) say(msg);
+}

@@ -1,0 +1,31 @@
+import { defineConfig } from 'vitest/config';
+
+// Native addons crash in worker-thread pools, so every test file runs in a
+// forked process. The host project holds pure unit tests; the guest project
+// runs inside the test-bed VM (npm run test:guest) against the real kernel,
+// one file at a time because the files share kernel state (mdev pools, modules).
+export default defineConfig({
+  test: {
+    pool: 'forks',
+    projects: [
+      {
+        extends: true,
+        test: {
+          name: 'host',
+          include: ['test/host/**/*.test.ts'],
+        },
+      },
+      {
+        extends: true,
+        test: {
+          name: 'guest',
+          include: ['test/guest/**/*.test.ts'],
+          setupFiles: ['test/guest/setup.ts'],
+          fileParallelism: false,
+          testTimeout: 60_000,
+          hookTimeout: 60_000,
+        },
+      },
+    ],
+  },
+});
