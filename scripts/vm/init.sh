@@ -52,7 +52,8 @@ if grep -q 'vfio_vm.probe=1' /proc/cmdline; then
 	finish
 fi
 
-. /vm/env || bed_error "cannot read /vm/env"
+[ -r /vm/env ] || bed_error "no /vm/env in the initramfs"
+. /vm/env
 
 # --- modules -------------------------------------------------------------
 for m in $VFIO_VM_MODULES; do

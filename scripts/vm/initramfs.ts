@@ -1,4 +1,4 @@
-import { readFileSync, readdirSync, statSync } from 'node:fs';
+import { lstatSync, readFileSync, readdirSync } from 'node:fs';
 import { join, relative } from 'node:path';
 import { VmError, assetPath } from './common.js';
 import { buildCpio, type CpioEntry } from './cpio.js';
@@ -11,7 +11,8 @@ function walk(root: string, dir: string, into: CpioEntry[]): void {
   for (const name of readdirSync(dir).sort()) {
     const full = join(dir, name);
     const rel = relative(root, full);
-    const st = statSync(full);
+    // lstat: lib/modules/<rel>/build and source are links into the kernel trees.
+    const st = lstatSync(full);
     if (st.isDirectory()) {
       into.push({ type: 'dir', name: rel });
       walk(root, full, into);

@@ -206,7 +206,8 @@ export async function runVm(o: RunOptions): Promise<RunResult> {
   process.off('SIGINT', onSignal);
   process.off('SIGTERM', onSignal);
   // Whatever the guest wrote before it stopped is still in the sockets: drain it.
-  await Promise.race([Promise.all(listeners.filter((l) => l.connected).map((l) => l.done)), new Promise((r) => setTimeout(r, 5000))]);
+  // (unref: a won race must not hold the process open for the rest of the grace period)
+  await Promise.race([Promise.all(listeners.filter((l) => l.connected).map((l) => l.done)), new Promise((r) => setTimeout(r, 5000).unref())]);
   for (const l of listeners) if (!l.connected) l.server.close();
   await new Promise<void>((r) => log.end(() => r()));
 

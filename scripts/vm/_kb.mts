@@ -1,3 +1,0 @@
-import { buildKernel } from './kernel.js';
-const k = await buildKernel();
-console.log(JSON.stringify(k));
