@@ -10,10 +10,10 @@
 import { mkdtempSync, mkdirSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
-import { VmError, cacheRoot, debug, say, setVerbose } from './vm/common.js';
+import { VmError, cacheRoot, debug, say, setVerbose, withLock } from './vm/common.js';
 import { RUN_REQUIREMENTS, ensureRequirements } from './vm/deps.js';
 import { baseInitramfs, runInitramfs } from './vm/initramfs.js';
-import { resolveKernel } from './vm/kernel.js';
+import { resolveKernel, type Kernel } from './vm/kernel.js';
 import { chooseAccel, runVm, type MachineSpec } from './vm/qemu.js';
 
 const USAGE = `usage: vfio-vm [options] [--] <command> [args…]
@@ -38,6 +38,7 @@ environment:
   VFIO_VM_SMP           guest CPUs (default 2)
   VFIO_VM_BOOT_TIMEOUT  seconds until the guest must be up (default 120)
   VFIO_VM_CACHE         cache directory (default ~/.cache/vfio-vm)
+  VFIO_VM_PARALLEL      1 lets guests run side by side (default: one at a time per machine)
 
 exit status: the command's own; 124 when the guest timed out; 125 when the
 test bed failed (missing packages, bad kernel, kernel panic, guest hang at boot).`;
@@ -140,6 +141,25 @@ export async function main(args: string[]): Promise<number> {
   mkdirSync(logDir, { recursive: true });
   keepRecentLogs(logDir, 30);
   const stamp = new Date().toISOString().replace(/[:.]/g, '-');
+  // One guest at a time per machine: two TCG guests on 2 cores both crawl.
+  // VFIO_VM_PARALLEL=1 opts out.
+  const locked = <T>(fn: () => Promise<T>): Promise<T> =>
+    env.VFIO_VM_PARALLEL === '1' ? fn() : withLock(join(cacheRoot(env), 'run.lock'), fn, 'another guest run');
+  return locked(() => boot(opts, env, kernel, { logDir, stamp, timeoutS, bootTimeoutS, memoryMiB, smp, share }));
+}
+
+interface BootParams {
+  logDir: string;
+  stamp: string;
+  timeoutS: number;
+  bootTimeoutS: number;
+  memoryMiB: number;
+  smp: number;
+  share: string;
+}
+
+async function boot(opts: ParsedArgs, env: NodeJS.ProcessEnv, kernel: Kernel, p: BootParams): Promise<number> {
+  const { logDir, stamp, timeoutS, bootTimeoutS, memoryMiB, smp, share } = p;
   const work = mkdtempSync(join(tmpdir(), 'vfio-vm-'));
   try {
     const base = baseInitramfs(kernel);

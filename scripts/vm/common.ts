@@ -1,4 +1,4 @@
-import { existsSync, readFileSync } from 'node:fs';
+import { existsSync, mkdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { homedir } from 'node:os';
 import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -61,3 +61,46 @@ export function say(msg: string): void {
 export function debug(msg: string): void {
   if (verbose) say(msg);
 }
+
+function isAlive(pid: number): boolean {
+  try {
+    process.kill(pid, 0);
+    return true;
+  } catch (e) {
+    return (e as NodeJS.ErrnoException).code === 'EPERM';
+  }
+}
+
+/** A directory lock between processes (a dead holder's lock is taken over). */
+export async function withLock<T>(lockDir: string, fn: () => Promise<T>, what = 'another kernel build'): Promise<T> {
+  mkdirSync(dirname(lockDir), { recursive: true });
+  let told = false;
+  for (;;) {
+    try {
+      mkdirSync(lockDir);
+      writeFileSync(join(lockDir, 'pid'), String(process.pid));
+      break;
+    } catch (e) {
+      if ((e as NodeJS.ErrnoException).code !== 'EEXIST') throw e;
+      let pid = NaN;
+      try {
+        pid = Number(readFileSync(join(lockDir, 'pid'), 'utf8'));
+      } catch {
+        /* being written */
+      }
+      if (Number.isInteger(pid) && !isAlive(pid)) {
+        rmSync(lockDir, { recursive: true, force: true });
+        continue;
+      }
+      if (!told) say(`waiting for ${what} (pid ${pid}) holding ${lockDir}`);
+      told = true;
+      await new Promise((r) => setTimeout(r, 2000));
+    }
+  }
+  try {
+    return await fn();
+  } finally {
+    rmSync(lockDir, { recursive: true, force: true });
+  }
+}
+

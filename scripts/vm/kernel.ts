@@ -3,7 +3,7 @@ import { createHash } from 'node:crypto';
 import { createWriteStream, existsSync, mkdirSync, readFileSync, readdirSync, renameSync, rmSync, statSync, writeFileSync, copyFileSync, openSync, readSync, closeSync } from 'node:fs';
 import { availableParallelism } from 'node:os';
 import { join, resolve, dirname } from 'node:path';
-import { VmError, assetPath, cacheRoot, say, debug } from './common.js';
+import { VmError, assetPath, cacheRoot, say, debug, withLock } from './common.js';
 import { DEBIAN_SOURCE_TARBALL, buildRequirements, ensureRequirements } from './deps.js';
 import { formatMismatches, parseKconfig, verifyKconfig } from './kconfig.js';
 
@@ -156,48 +156,6 @@ function run(cmd: string, args: string[], opts: RunOpts): Promise<void> {
       reject(new VmError(`${opts.what} failed (${cmd} exit ${code ?? signal})${opts.log ? `; full log: ${opts.log}` : ''}\n${last}`));
     });
   });
-}
-
-function isAlive(pid: number): boolean {
-  try {
-    process.kill(pid, 0);
-    return true;
-  } catch (e) {
-    return (e as NodeJS.ErrnoException).code === 'EPERM';
-  }
-}
-
-/** A directory lock, so two runs never build the same kernel at once. */
-async function withLock<T>(lockDir: string, fn: () => Promise<T>): Promise<T> {
-  mkdirSync(dirname(lockDir), { recursive: true });
-  let told = false;
-  for (;;) {
-    try {
-      mkdirSync(lockDir);
-      writeFileSync(join(lockDir, 'pid'), String(process.pid));
-      break;
-    } catch (e) {
-      if ((e as NodeJS.ErrnoException).code !== 'EEXIST') throw e;
-      let pid = NaN;
-      try {
-        pid = Number(readFileSync(join(lockDir, 'pid'), 'utf8'));
-      } catch {
-        /* being written */
-      }
-      if (Number.isInteger(pid) && !isAlive(pid)) {
-        rmSync(lockDir, { recursive: true, force: true });
-        continue;
-      }
-      if (!told) say(`waiting for another kernel build (pid ${pid}) holding ${lockDir}`);
-      told = true;
-      await new Promise((r) => setTimeout(r, 2000));
-    }
-  }
-  try {
-    return await fn();
-  } finally {
-    rmSync(lockDir, { recursive: true, force: true });
-  }
 }
 
 function fmtDuration(ms: number): string {

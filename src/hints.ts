@@ -1,0 +1,95 @@
+/**
+ * Known fixes for known failures. Policy lives here, in TypeScript: the native
+ * seam only reports errno, syscall, operation and path.
+ */
+
+export interface HintContext {
+  code: string;
+  syscall?: string | undefined;
+  operation?: string | undefined;
+  path?: string | undefined;
+}
+
+interface HintRule {
+  when: (c: HintContext) => boolean;
+  hint: string | ((c: HintContext) => string);
+}
+
+const op = (c: HintContext, ...names: string[]): boolean => c.operation !== undefined && names.includes(c.operation);
+const under = (c: HintContext, prefix: string): boolean => c.path !== undefined && c.path.startsWith(prefix);
+const isGroupNode = (p?: string): boolean => p !== undefined && /^\/dev\/vfio\/(noiommu-)?\d+$/.test(p);
+
+const RULES: HintRule[] = [
+  // --- opening device nodes -------------------------------------------------
+  {
+    when: (c) => (c.code === 'EACCES' || c.code === 'EPERM') && c.syscall === 'open' && (under(c, '/dev/vfio') || under(c, '/dev/iommu')),
+    hint: (c) =>
+      `${c.path} is root-only by default: run as root, or give your user access to the node (chown/chmod, or a udev rule such as SUBSYSTEM=="vfio", OWNER="you")`,
+  },
+  {
+    when: (c) => c.code === 'ENOENT' && c.syscall === 'open' && c.path === '/dev/vfio/vfio',
+    hint: 'no VFIO container device: load the module (modprobe vfio) or use a kernel with CONFIG_VFIO and CONFIG_VFIO_CONTAINER',
+  },
+  {
+    when: (c) => c.code === 'ENOENT' && c.syscall === 'open' && c.path === '/dev/iommu',
+    hint: 'no iommufd device: load the module (modprobe iommufd) or use a kernel with CONFIG_IOMMUFD',
+  },
+  {
+    when: (c) => c.code === 'ENOENT' && c.syscall === 'open' && isGroupNode(c.path),
+    hint: 'no such VFIO group: bind the group\'s devices to a VFIO driver (vfio-pci, or create an mdev) and check /sys/kernel/iommu_groups',
+  },
+  {
+    when: (c) => c.code === 'ENOENT' && c.syscall === 'open' && under(c, '/dev/vfio/devices/'),
+    hint: 'no such VFIO device cdev: the kernel needs CONFIG_VFIO_DEVICE_CDEV, and the device must be bound to a VFIO driver',
+  },
+  {
+    when: (c) => c.code === 'EBUSY' && c.syscall === 'open' && isGroupNode(c.path),
+    hint: 'a VFIO group can be open only once at a time: another process, or another Group object in this one, holds it',
+  },
+  // --- group / container ordering ----------------------------------------------
+  {
+    when: (c) => c.code === 'EINVAL' && op(c, 'VFIO_GROUP_GET_DEVICE_FD'),
+    hint: 'the group needs a container with an IOMMU set first (group.setContainer(container) then container.setIommu()), and the device name must match exactly',
+  },
+  {
+    when: (c) => c.code === 'EPERM' && op(c, 'VFIO_SET_IOMMU', 'VFIO_GROUP_SET_CONTAINER', 'VFIO_DEVICE_BIND_IOMMUFD'),
+    hint: 'the platform lacks interrupt remapping (MSI isolation): enable IRQ remapping, or allow it with vfio_iommu_type1.allow_unsafe_interrupts=1 / iommufd.allow_unsafe_interrupts=1',
+  },
+  // --- DMA ---------------------------------------------------------------------
+  {
+    when: (c) => c.code === 'ENOMEM' && op(c, 'VFIO_IOMMU_MAP_DMA', 'IOMMU_IOAS_MAP'),
+    hint: 'pinning the pages exceeded RLIMIT_MEMLOCK: raise it (ulimit -l, or LimitMEMLOCK= in systemd) or run with CAP_IPC_LOCK',
+  },
+  {
+    when: (c) => c.code === 'ENOSPC' && op(c, 'VFIO_IOMMU_MAP_DMA'),
+    hint: 'the type1 IOMMU ran out of DMA mapping entries: raise /sys/module/vfio_iommu_type1/parameters/dma_entry_limit or map larger buffers',
+  },
+  // --- kernel quirks -------------------------------------------------------------
+  {
+    when: (c) => c.code === 'ENOMEM' && op(c, 'VFIO_DEVICE_QUERY_GFX_PLANE'),
+    hint: 'mbochs answers ENOMEM to the first query of a new mode (samples/vfio-mdev/mbochs.c); querying again succeeds',
+  },
+  // --- mdev sysfs ----------------------------------------------------------------
+  {
+    when: (c) => c.code === 'EEXIST' && op(c, 'mdev create'),
+    hint: 'that UUID is already in use by an mdev (on any parent): pick another, or omit it to generate one',
+  },
+  {
+    when: (c) => c.code === 'ENOSPC' && op(c, 'mdev create'),
+    hint: 'the parent has no resources left for this type (mtty: 24 ports shared by mtty-1 and mtty-2; mbochs: the module\'s `count` MB of video memory): remove an mdev first',
+  },
+  {
+    when: (c) => c.code === 'EUSERS' && op(c, 'mdev create'),
+    hint: 'the parent\'s instance limit is reached (mdpy: `count` instances, 4 by default, shared by its types): remove an mdev first',
+  },
+  {
+    when: (c) => (c.code === 'EACCES' || c.code === 'EPERM') && under(c, '/sys/'),
+    hint: 'writing sysfs attributes needs root',
+  },
+];
+
+/** The hint for a failure, or undefined when none is known. */
+export function hintFor(c: HintContext): string | undefined {
+  for (const r of RULES) if (r.when(c)) return typeof r.hint === 'string' ? r.hint : r.hint(c);
+  return undefined;
+}
