@@ -16,6 +16,16 @@ export default defineConfig({
         },
       },
       {
+        // Boots real guests from the host (scripts/vm.ts), one file at a time.
+        extends: true,
+        test: {
+          name: 'bed',
+          include: ['test/bed/**/*.test.ts'],
+          fileParallelism: false,
+          testTimeout: 180_000,
+        },
+      },
+      {
         extends: true,
         test: {
           name: 'guest',

@@ -1,5 +1,6 @@
 /**
- * `npm test`: the host unit tests, then the guest suite inside the test-bed VM.
+ * `npm test`: the host unit tests, the test bed's own end-to-end tests (host
+ * side, booting guests), then the guest suite inside the test-bed VM.
  * Fails if either fails, if the guest cannot be started, or if the guest suite
  * ran no test or skipped any (a skipped guest test is not a passing one).
  */
@@ -21,6 +22,7 @@ interface VitestJson {
 }
 
 export interface SuiteVerdict {
+  name: string;
   passed: number;
   failed: number;
   problems: string[];
@@ -28,7 +30,7 @@ export interface SuiteVerdict {
 
 /** Judges a vitest JSON report: it must exist, have run tests, and have none failed, skipped or todo. */
 export function judgeReport(path: string, suite: string): SuiteVerdict {
-  if (!existsSync(path)) return { passed: 0, failed: 0, problems: [`${suite}: no report at ${path} (the suite did not run)`] };
+  if (!existsSync(path)) return { name: suite, passed: 0, failed: 0, problems: [`${suite}: no report at ${path} (the suite did not run)`] };
   const r = JSON.parse(readFileSync(path, 'utf8')) as VitestJson;
   const problems: string[] = [];
   if (r.numTotalTests === 0) problems.push(`${suite}: ran no test`);
@@ -39,7 +41,7 @@ export function judgeReport(path: string, suite: string): SuiteVerdict {
     problems.push(`${suite}: ${skipped} skipped or todo (${names.slice(0, 10).join('; ')})`);
   }
   if (!r.success && problems.length === 0) problems.push(`${suite}: vitest reported failure`);
-  return { passed: r.numPassedTests, failed: r.numFailedTests, problems };
+  return { name: suite, passed: r.numPassedTests, failed: r.numFailedTests, problems };
 }
 
 async function run(): Promise<number> {
@@ -53,29 +55,50 @@ async function run(): Promise<number> {
   // Install what the guest needs first, so a fresh machine fails early and clearly.
   ensureRequirements([...RUN_REQUIREMENTS, ...(process.env.VFIO_VM_KERNEL ? [] : buildRequirements(!process.env.VFIO_VM_KERNEL_SRC))]);
 
-  say('host unit tests');
-  rmSync(join(results, 'host.json'), { force: true });
-  spawnSync(process.execPath, [vitest, 'run', '--project', 'host', ...reporters('host.json')], { stdio: 'inherit' });
-  const host = judgeReport(join(results, 'host.json'), 'host');
+  const suites: SuiteVerdict[] = [];
+  const vitestSuite = (project: string): SuiteVerdict => {
+    say(`${project} tests`);
+    rmSync(join(results, `${project}.json`), { force: true });
+    spawnSync(process.execPath, [vitest, 'run', '--project', project, ...reporters(`${project}.json`)], { stdio: 'inherit' });
+    return judgeReport(join(results, `${project}.json`), project);
+  };
+  suites.push(vitestSuite('host'));
+
+  // The kernel first, on its own: a cold build shows its progress here rather
+  // than inside a test's captured output.
+  let kernelError: string | null = null;
+  try {
+    await vmMain(['--build-kernel']);
+  } catch (e) {
+    kernelError = e instanceof VmError ? e.message : String((e as Error).stack ?? e);
+  }
+  if (kernelError === null) suites.push(vitestSuite('bed'));
+  else suites.push({ name: 'bed', passed: 0, failed: 0, problems: [`bed: no guest kernel: ${kernelError}`] });
 
   say('guest suite (in the test-bed VM)');
   rmSync(join(results, 'guest.json'), { force: true });
   let guest: SuiteVerdict;
-  try {
-    const status = await vmMain(['--', 'node', vitest, 'run', '--project', 'guest', ...reporters('guest.json')]);
-    guest = judgeReport(join(results, 'guest.json'), 'guest');
-    if (status !== 0 && guest.problems.length === 0) guest.problems.push(`guest: vitest exited ${status}`);
-  } catch (e) {
-    const msg = e instanceof VmError ? e.message : String((e as Error).stack ?? e);
-    guest = { passed: 0, failed: 0, problems: [`guest: the test bed failed: ${msg}`] };
+  if (kernelError !== null) {
+    guest = { name: 'guest', passed: 0, failed: 0, problems: [`guest: no guest kernel: ${kernelError}`] };
+  } else {
+    try {
+      const status = await vmMain(['--', 'node', vitest, 'run', '--project', 'guest', ...reporters('guest.json')]);
+      guest = judgeReport(join(results, 'guest.json'), 'guest');
+      if (status !== 0 && guest.problems.length === 0) guest.problems.push(`guest: vitest exited ${status}`);
+    } catch (e) {
+      const msg = e instanceof VmError ? e.message : String((e as Error).stack ?? e);
+      guest = { name: 'guest', passed: 0, failed: 0, problems: [`guest: the test bed failed: ${msg}`] };
+    }
   }
+  suites.push(guest);
 
   // A suite that could not run, or skipped tests, counts as one failure of its own.
-  for (const v of [host, guest]) if (v.problems.length && v.failed === 0) v.failed = 1;
-  const problems = [...host.problems, ...guest.problems];
-  process.stdout.write(`\nhost: ${host.passed} passed, ${host.failed} failed\nguest: ${guest.passed} passed, ${guest.failed} failed\n`);
+  for (const v of suites) if (v.problems.length && v.failed === 0) v.failed = 1;
+  const problems = suites.flatMap((v) => v.problems);
+  process.stdout.write('\n' + suites.map((v) => `${v.name}: ${v.passed} passed, ${v.failed} failed\n`).join(''));
   for (const p of problems) say(`FAIL ${p}`);
-  process.stdout.write(`total: ${host.passed + guest.passed} passed, ${host.failed + guest.failed} failed\n`);
+  const sum = (k: 'passed' | 'failed'): number => suites.reduce((n, v) => n + v[k], 0);
+  process.stdout.write(`total: ${sum('passed')} passed, ${sum('failed')} failed\n`);
   return problems.length ? 1 : 0;
 }
 

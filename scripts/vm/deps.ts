@@ -58,13 +58,13 @@ export function buildRequirements(debianSource: boolean): Requirement[] {
  * Installs what is missing with apt-get when running as root (as CI does);
  * otherwise prints the exact command and fails.
  */
-export function ensureRequirements(reqs: Requirement[]): void {
+export function ensureRequirements(reqs: Requirement[], uid = process.getuid?.()): void {
   const missing = reqs.filter((r) => !r.probe());
   if (missing.length === 0) return;
   const pkgs = [...new Set(missing.map((r) => r.pkg))].sort();
   const command = `apt-get update && apt-get install -y --no-install-recommends ${pkgs.join(' ')}`;
   const names = missing.map((r) => r.what).join(', ');
-  if (process.getuid?.() !== 0) {
+  if (uid !== 0) {
     throw new VmError(`missing ${names}. Install them as root with:\n  sudo sh -c '${command}'`);
   }
   say(`installing ${pkgs.join(' ')} (missing: ${names})`);

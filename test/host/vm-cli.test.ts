@@ -7,6 +7,7 @@ import { VmError, packageRoot } from '../../scripts/vm/common.js';
 import { isBzImage, kernelKey, readyKernel } from '../../scripts/vm/kernel.js';
 import { kernelCmdline, qemuArgs, type MachineSpec } from '../../scripts/vm/qemu.js';
 import { judgeReport } from '../../scripts/test.js';
+import { ensureRequirements } from '../../scripts/vm/deps.js';
 import { guestEnv, parseArgs } from '../../scripts/vm.js';
 
 const spec: MachineSpec = {
@@ -140,7 +141,7 @@ describe('judging a vitest report', () => {
   const base = { success: true, numTotalTests: 3, numPassedTests: 3, numFailedTests: 0, numPendingTests: 0, numTodoTests: 0, testResults: [] };
 
   it('passes a clean report', () => {
-    expect(judgeReport(write('ok.json', base), 'guest')).toEqual({ passed: 3, failed: 0, problems: [] });
+    expect(judgeReport(write('ok.json', base), 'guest')).toEqual({ name: 'guest', passed: 3, failed: 0, problems: [] });
   });
 
   it('fails a missing report, an empty run, failures and skips', () => {
@@ -157,4 +158,28 @@ describe('judging a vitest report', () => {
   });
 
   it.sequential('cleans up', () => rmSync(dir, { recursive: true, force: true }));
+});
+
+describe('system packages', () => {
+  it('as non-root, names what is missing and prints the exact apt-get command without running it', () => {
+    const reqs = [
+      { what: 'qemu-system-x86_64', pkg: 'qemu-system-x86', probe: () => false },
+      { what: '/bin/busybox', pkg: 'busybox-static', probe: () => false },
+      { what: 'make', pkg: 'make', probe: () => true },
+    ];
+    let err: VmError | undefined;
+    try {
+      ensureRequirements(reqs, 1000);
+    } catch (e) {
+      err = e as VmError;
+    }
+    expect(err).toBeInstanceOf(VmError);
+    expect(err!.exitCode).toBe(125);
+    expect(err!.message).toContain('missing qemu-system-x86_64, /bin/busybox');
+    expect(err!.message).toContain('apt-get update && apt-get install -y --no-install-recommends busybox-static qemu-system-x86');
+  });
+
+  it('does nothing when everything is there', () => {
+    expect(() => ensureRequirements([{ what: 'x', pkg: 'x', probe: () => true }], 1000)).not.toThrow();
+  });
 });
