@@ -1,0 +1,135 @@
+/**
+ * Loads the native addon and types its surface. Internal: the public API is the
+ * classes in this package, which add the policy (argsz protocols, decoding,
+ * ordering, bounds) on top of these thin functions.
+ */
+import { existsSync } from 'node:fs';
+import { createRequire } from 'node:module';
+import { dirname, join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { VfioError } from './errors.js';
+
+/** An fd owned by native code (closed exactly once, O_CLOEXEC). */
+export interface NativeFd {
+  readonly fd: number;
+  readonly path: string;
+  readonly kind: string;
+  readonly closed: boolean;
+  close(): void;
+}
+
+export interface NativeMapping {
+  /** The view's ArrayBuffer (writable mappings only); detached once unmapped. */
+  readonly buffer: ArrayBuffer;
+  readonly length: number;
+  readonly writable: boolean;
+  readonly mapped: boolean;
+  unmap(): void;
+  readInto(offset: bigint | number, dst: Uint8Array): number;
+  writeFrom(offset: bigint | number, src: Uint8Array): number;
+}
+
+export interface NativeEventFd {
+  readonly fd: number;
+  readonly closed: boolean;
+  start(cb: (err: string | null, count: number) => void): void;
+  stop(): void;
+  ref(): void;
+  unref(): void;
+  read(): number;
+  signal(count?: bigint | number): void;
+  close(): void;
+}
+
+export interface NativeDmaBuffer {
+  readonly size: bigint;
+  readonly pins: number;
+  readonly freed: boolean;
+  readonly buffer: ArrayBuffer;
+  readonly memfd: number;
+  free(): void;
+}
+
+export interface StructLayout {
+  size: number;
+  fields: Record<string, number>;
+}
+
+export interface NativeAddon {
+  initialize(errorClass: typeof VfioError): void;
+  open(path: string, kind: string, readOnly?: boolean): NativeFd;
+  adopt(fd: number, kind: string, label: string): NativeFd;
+  layouts(): Record<string, StructLayout>;
+  stats(): { openFds: number; fdHandles: number; mappings: number; eventfds: number; dmaBuffers: number };
+  mmap(h: NativeFd, offset: bigint, length: bigint, writable: boolean): NativeMapping;
+  dmaAlloc(size: bigint, hugepage: boolean, memfd: boolean): NativeDmaBuffer;
+  eventfd(): NativeEventFd;
+
+  getApiVersion(h: NativeFd): number;
+  checkExtension(h: NativeFd, ext: number): number;
+  setIommu(h: NativeFd, type: number): number;
+  iommuGetInfo(h: NativeFd, argsz: number): Buffer;
+  mapDma(h: NativeFd, flags: number, buf: NativeDmaBuffer, offset: bigint, iova: bigint, size: bigint): void;
+  unmapDma(h: NativeFd, flags: number, iova: bigint, size: bigint): bigint;
+
+  groupGetStatus(h: NativeFd): Buffer;
+  groupSetContainer(h: NativeFd, container: NativeFd): void;
+  groupUnsetContainer(h: NativeFd): number;
+  groupGetDeviceFd(h: NativeFd, name: string): NativeFd;
+
+  deviceGetInfo(h: NativeFd, argsz: number): Buffer;
+  deviceGetRegionInfo(h: NativeFd, index: number, argsz: number): Buffer;
+  deviceGetIrqInfo(h: NativeFd, index: number): Buffer;
+  deviceSetIrqs(h: NativeFd, irqSet: Uint8Array): Buffer;
+  deviceReset(h: NativeFd): number;
+  deviceQueryGfxPlane(h: NativeFd, plane: Uint8Array): Buffer;
+  deviceGetGfxDmabuf(h: NativeFd, dmabufId: number): NativeFd;
+  deviceFeature(h: NativeFd, feature: Uint8Array): Buffer;
+  deviceIoeventfd(h: NativeFd, ioeventfd: Uint8Array): Buffer;
+  deviceGetPciHotResetInfo(h: NativeFd, argsz: number): Buffer;
+  devicePciHotReset(h: NativeFd, hotReset: Uint8Array): Buffer;
+
+  regionRead(h: NativeFd, offset: bigint, width: 1 | 2 | 4): number;
+  regionRead(h: NativeFd, offset: bigint, width: 8): bigint;
+  regionRead(h: NativeFd, offset: bigint, width: number): number | bigint;
+  regionWrite(h: NativeFd, offset: bigint, width: number, value: number | bigint): void;
+  regionReadInto(h: NativeFd, offset: bigint, dst: Uint8Array): number;
+  regionWriteFrom(h: NativeFd, offset: bigint, src: Uint8Array): number;
+}
+
+function packageRoot(): string {
+  let dir = dirname(fileURLToPath(import.meta.url));
+  while (!existsSync(join(dir, 'package.json'))) {
+    const up = dirname(dir);
+    if (up === dir) break;
+    dir = up;
+  }
+  return dir;
+}
+
+let addon: NativeAddon | undefined;
+
+/** The addon, loaded once per environment (main thread or worker) and wired to VfioError. */
+export function native(): NativeAddon {
+  if (addon) return addon;
+  const root = packageRoot();
+  const candidates = [
+    process.env.VFIO_NATIVE_PATH,
+    join(root, 'build', 'Release', 'vfio.node'),
+    join(root, 'build-cmake', 'Release', 'vfio.node'),
+    join(root, 'build-cmake', 'vfio.node'),
+    join(root, 'build', 'Debug', 'vfio.node'),
+  ].filter((p): p is string => !!p);
+  const path = candidates.find((p) => existsSync(p));
+  if (!path) {
+    throw new VfioError({
+      code: 'ERR_VFIO_NO_ADDON',
+      message: `ERR_VFIO_NO_ADDON: the native addon is not built (looked in ${candidates.join(', ')})`,
+      hint: 'run `npm run build:native` (needs python3, make and g++), or reinstall the package',
+    });
+  }
+  const loaded = createRequire(import.meta.url)(path) as NativeAddon;
+  loaded.initialize(VfioError);
+  addon = loaded;
+  return loaded;
+}
