@@ -1,0 +1,5 @@
+/**
+ * PCI helpers: configuration-space parsing and PCI address formatting.
+ */
+export * from './config.js';
+export * from './address.js';

@@ -1,0 +1,193 @@
+/**
+ * Little-endian readers and writers over the uapi structs in {@link LAYOUTS},
+ * plus the argument checks the encoders share. Every read is bounds-checked:
+ * kernel data that is too short throws a {@link VfioError}, never a
+ * RangeError from Buffer and never a read past the end.
+ */
+import { VfioError } from '../errors.js';
+import { LAYOUTS, offsetOf, type FieldName, type StructName } from './layouts.js';
+
+/** A struct is shorter than its fixed part (or than what it says it holds). */
+export const ERR_VFIO_BAD_STRUCT = 'ERR_VFIO_BAD_STRUCT';
+/** A capability chain is malformed: out of bounds, misaligned, looping, too long. */
+export const ERR_VFIO_BAD_CAP_CHAIN = 'ERR_VFIO_BAD_CAP_CHAIN';
+/** One capability's contents do not fit the bytes it occupies. */
+export const ERR_VFIO_BAD_CAP = 'ERR_VFIO_BAD_CAP';
+
+/** A VfioError for malformed kernel data; the message starts with the code. */
+export function malformed(code: string, message: string): VfioError {
+  return new VfioError({ code, message: `${code}: ${message}` });
+}
+
+/** Throws a TypeError unless `buf` is a Uint8Array (a Buffer is one); returns it as a Buffer view. */
+export function asBuffer(buf: unknown, what = 'buffer'): Buffer {
+  if (Buffer.isBuffer(buf)) return buf;
+  if (buf instanceof Uint8Array) return Buffer.from(buf.buffer, buf.byteOffset, buf.byteLength);
+  throw new TypeError(`${what} must be a Buffer or Uint8Array, got ${describe(buf)}`);
+}
+
+function describe(v: unknown): string {
+  if (v === null) return 'null';
+  if (Array.isArray(v)) return 'an array';
+  return typeof v === 'object' ? `an instance of ${(v as object).constructor?.name ?? 'Object'}` : typeof v;
+}
+
+/** Hex with a 0x prefix, for messages. */
+export function hex(n: number | bigint): string {
+  return `0x${n.toString(16)}`;
+}
+
+/**
+ * Bounds-checked reads of one struct at `base` inside a buffer. Field offsets
+ * come from {@link LAYOUTS}; a field that lies past the end of the buffer
+ * throws {@link ERR_VFIO_BAD_STRUCT}.
+ */
+export class StructView<S extends StructName> {
+  /**
+   * @param buf   the bytes the kernel returned
+   * @param struct the struct's kernel name
+   * @param base  where the struct starts in `buf`
+   * @param need  how many bytes from `base` must exist (default: the struct's size)
+   */
+  constructor(
+    readonly buf: Buffer,
+    readonly struct: S,
+    readonly base = 0,
+    need: number = LAYOUTS[struct].size,
+  ) {
+    if (base < 0 || base + need > buf.length) {
+      throw malformed(
+        ERR_VFIO_BAD_STRUCT,
+        `struct ${struct} needs ${need} bytes at offset ${base}, but the buffer holds ${buf.length}`,
+      );
+    }
+  }
+
+  /** The absolute offset of a field in the buffer. */
+  at(field: FieldName<S>): number {
+    return this.base + offsetOf(this.struct, field);
+  }
+
+  /** Whether `width` bytes of the field are inside the buffer. */
+  has(field: FieldName<S>, width: number): boolean {
+    return this.at(field) + width <= this.buf.length;
+  }
+
+  private pos(field: FieldName<S>, width: number): number {
+    const p = this.at(field);
+    if (p + width > this.buf.length) {
+      throw malformed(
+        ERR_VFIO_BAD_STRUCT,
+        `${this.struct}.${field} (${width} bytes at offset ${p}) lies past the end of a ${this.buf.length}-byte buffer`,
+      );
+    }
+    return p;
+  }
+
+  u8(field: FieldName<S>): number {
+    return this.buf.readUInt8(this.pos(field, 1));
+  }
+  u16(field: FieldName<S>): number {
+    return this.buf.readUInt16LE(this.pos(field, 2));
+  }
+  u32(field: FieldName<S>): number {
+    return this.buf.readUInt32LE(this.pos(field, 4));
+  }
+  s32(field: FieldName<S>): number {
+    return this.buf.readInt32LE(this.pos(field, 4));
+  }
+  u64(field: FieldName<S>): bigint {
+    return this.buf.readBigUInt64LE(this.pos(field, 8));
+  }
+}
+
+/** Shorthand for `new StructView(buf, struct, base, need)`. */
+export function view<S extends StructName>(buf: Buffer, struct: S, base = 0, need?: number): StructView<S> {
+  return new StructView(buf, struct, base, need);
+}
+
+/**
+ * A zeroed buffer for one struct plus `extra` trailing bytes, with field
+ * writers. Values must already be validated (see the `check*` helpers).
+ */
+export class StructWriter<S extends StructName> {
+  readonly buf: Buffer;
+  constructor(
+    readonly struct: S,
+    extra = 0,
+  ) {
+    this.buf = Buffer.alloc(LAYOUTS[struct].size + extra);
+  }
+  at(field: FieldName<S>): number {
+    return offsetOf(this.struct, field);
+  }
+  u32(field: FieldName<S>, v: number): this {
+    this.buf.writeUInt32LE(v, this.at(field));
+    return this;
+  }
+  s32(field: FieldName<S>, v: number): this {
+    this.buf.writeInt32LE(v, this.at(field));
+    return this;
+  }
+  u64(field: FieldName<S>, v: bigint): this {
+    this.buf.writeBigUInt64LE(v, this.at(field));
+    return this;
+  }
+}
+
+// ---- argument checks shared by the encoders ------------------------------------
+
+function checkInt(value: unknown, name: string, min: number, max: number, what: string): number {
+  if (typeof value !== 'number') throw new TypeError(`${name} must be a number (${what}), got ${describe(value)}`);
+  if (!Number.isInteger(value) || value < min || value > max) {
+    throw new RangeError(`${name} must be ${what} (${min}..${max}), got ${value}`);
+  }
+  return value;
+}
+
+/** A number that fits `__u32`, else TypeError/RangeError. */
+export function checkU32(value: unknown, name: string): number {
+  return checkInt(value, name, 0, 0xffff_ffff, 'an unsigned 32-bit integer');
+}
+
+/** A number that fits `__s32`, else TypeError/RangeError. */
+export function checkS32(value: unknown, name: string): number {
+  return checkInt(value, name, -0x8000_0000, 0x7fff_ffff, 'a signed 32-bit integer');
+}
+
+/** A file descriptor: 0..2^31-1 (or -1 when `allowMinusOne`). */
+export function checkFd(value: unknown, name: string, allowMinusOne = false): number {
+  return checkInt(value, name, allowMinusOne ? -1 : 0, 0x7fff_ffff, allowMinusOne ? 'a file descriptor or -1' : 'a file descriptor');
+}
+
+/** Throws RangeError when `flags` has bits outside `allowed`. */
+export function checkFlagBits(flags: number, allowed: number, name: string): void {
+  const extra = (flags & ~allowed) >>> 0;
+  if (extra !== 0) throw new RangeError(`${name} has unknown bits ${hex(extra)} (allowed ${hex(allowed)})`);
+}
+
+/** The number of set bits of a 32-bit value. */
+export function popcount(v: number): number {
+  let n = 0;
+  for (let x = v >>> 0; x !== 0; x = (x & (x - 1)) >>> 0) n++;
+  return n;
+}
+
+/**
+ * Names of the set bits of `flags`, in bit order, from a `{ NAME: bit }`
+ * table; bits the table does not know appear as `BIT<n>`.
+ */
+export function bitNames(flags: number | bigint, table: Readonly<Record<string, number>>): string[] {
+  const v = BigInt(flags);
+  const names: string[] = [];
+  let known = 0n;
+  const entries = Object.entries(table).sort((a, b) => a[1] - b[1]);
+  for (const [name, bit] of entries) {
+    known |= BigInt(bit);
+    if (bit !== 0 && (v & BigInt(bit)) === BigInt(bit)) names.push(name);
+  }
+  for (let i = 0n, rest = v & ~known; rest !== 0n; i++, rest >>= 1n) {
+    if (rest & 1n) names.push(`BIT${i}`);
+  }
+  return names;
+}

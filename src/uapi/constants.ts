@@ -1,0 +1,547 @@
+/**
+ * VFIO and iommufd uapi constants (Linux 6.12, x86_64): ioctl request numbers,
+ * flag bits, extension and feature ids, fixed PCI indexes, region types, and
+ * helpers that turn flag words and indexes into names.
+ *
+ * Ioctl numbers are from `uapi-6.12-layout.txt` (all are `_IO(';', nr)`, i.e.
+ * `0x3b00 | nr`). Several numbers are shared between fd types (0x3b70 is
+ * both VFIO_DEVICE_GET_PCI_HOT_RESET_INFO on a device and VFIO_IOMMU_GET_INFO
+ * on a container): the meaning depends on the fd.
+ */
+import { bitNames } from './binary.js';
+
+// ---- ioctl request numbers: VFIO --------------------------------------------------
+
+/** Container: returns VFIO_API_VERSION (0). */
+export const VFIO_GET_API_VERSION = 0x3b64;
+/** Container: extension id by value → 0/1. */
+export const VFIO_CHECK_EXTENSION = 0x3b65;
+/** Container: iommu type by value. */
+export const VFIO_SET_IOMMU = 0x3b66;
+/** Group: struct vfio_group_status. */
+export const VFIO_GROUP_GET_STATUS = 0x3b67;
+/** Group: pointer to an s32 container (or iommufd) fd. */
+export const VFIO_GROUP_SET_CONTAINER = 0x3b68;
+/** Group: no argument. */
+export const VFIO_GROUP_UNSET_CONTAINER = 0x3b69;
+/** Group: NUL-terminated device name → new device fd. */
+export const VFIO_GROUP_GET_DEVICE_FD = 0x3b6a;
+/** Device: struct vfio_device_info (+ capabilities). */
+export const VFIO_DEVICE_GET_INFO = 0x3b6b;
+/** Device: struct vfio_region_info (+ capabilities). */
+export const VFIO_DEVICE_GET_REGION_INFO = 0x3b6c;
+/** Device: struct vfio_irq_info. */
+export const VFIO_DEVICE_GET_IRQ_INFO = 0x3b6d;
+/** Device: struct vfio_irq_set + data. */
+export const VFIO_DEVICE_SET_IRQS = 0x3b6e;
+/** Device: no argument. */
+export const VFIO_DEVICE_RESET = 0x3b6f;
+/** Device (vfio-pci): struct vfio_pci_hot_reset_info + devices. */
+export const VFIO_DEVICE_GET_PCI_HOT_RESET_INFO = 0x3b70;
+/** Device (vfio-pci): struct vfio_pci_hot_reset + group fds. */
+export const VFIO_DEVICE_PCI_HOT_RESET = 0x3b71;
+/** Device: struct vfio_device_gfx_plane_info. */
+export const VFIO_DEVICE_QUERY_GFX_PLANE = 0x3b72;
+/** Device: pointer to a u32 dmabuf id → new dma-buf fd. */
+export const VFIO_DEVICE_GET_GFX_DMABUF = 0x3b73;
+/** Device: struct vfio_device_ioeventfd. */
+export const VFIO_DEVICE_IOEVENTFD = 0x3b74;
+/** Device: struct vfio_device_feature + data. */
+export const VFIO_DEVICE_FEATURE = 0x3b75;
+/** Device cdev: struct vfio_device_bind_iommufd. */
+export const VFIO_DEVICE_BIND_IOMMUFD = 0x3b76;
+/** Device cdev: struct vfio_device_attach_iommufd_pt. */
+export const VFIO_DEVICE_ATTACH_IOMMUFD_PT = 0x3b77;
+/** Device cdev: struct vfio_device_detach_iommufd_pt. */
+export const VFIO_DEVICE_DETACH_IOMMUFD_PT = 0x3b78;
+/** Migration data fd: struct vfio_precopy_info. */
+export const VFIO_MIG_GET_PRECOPY_INFO = 0x3b79;
+/** Container (type1): struct vfio_iommu_type1_info (+ capabilities). */
+export const VFIO_IOMMU_GET_INFO = 0x3b70;
+/** Container (type1): struct vfio_iommu_type1_dma_map. */
+export const VFIO_IOMMU_MAP_DMA = 0x3b71;
+/** Container (type1): struct vfio_iommu_type1_dma_unmap. */
+export const VFIO_IOMMU_UNMAP_DMA = 0x3b72;
+/** Container (SPAPR only; type1 answers ENOTTY). */
+export const VFIO_IOMMU_ENABLE = 0x3b73;
+/** Container (SPAPR only; type1 answers ENOTTY). */
+export const VFIO_IOMMU_DISABLE = 0x3b74;
+/** Container (type1): struct vfio_iommu_type1_dirty_bitmap. */
+export const VFIO_IOMMU_DIRTY_PAGES = 0x3b75;
+/** Container (SPAPR TCE). */
+export const VFIO_IOMMU_SPAPR_TCE_GET_INFO = 0x3b70;
+/** Container (SPAPR EEH). */
+export const VFIO_EEH_PE_OP = 0x3b79;
+/** Container (SPAPR TCE v2). */
+export const VFIO_IOMMU_SPAPR_REGISTER_MEMORY = 0x3b75;
+/** Container (SPAPR TCE v2). */
+export const VFIO_IOMMU_SPAPR_UNREGISTER_MEMORY = 0x3b76;
+/** Container (SPAPR TCE v2). */
+export const VFIO_IOMMU_SPAPR_TCE_CREATE = 0x3b77;
+/** Container (SPAPR TCE v2). */
+export const VFIO_IOMMU_SPAPR_TCE_REMOVE = 0x3b78;
+
+// ---- ioctl request numbers: iommufd ---------------------------------------------
+
+/** struct iommu_destroy. */
+export const IOMMU_DESTROY = 0x3b80;
+/** struct iommu_ioas_alloc. */
+export const IOMMU_IOAS_ALLOC = 0x3b81;
+/** struct iommu_ioas_allow_iovas. */
+export const IOMMU_IOAS_ALLOW_IOVAS = 0x3b82;
+/** struct iommu_ioas_copy. */
+export const IOMMU_IOAS_COPY = 0x3b83;
+/** struct iommu_ioas_iova_ranges (EMSGSIZE with num_iovas set when too small). */
+export const IOMMU_IOAS_IOVA_RANGES = 0x3b84;
+/** struct iommu_ioas_map. */
+export const IOMMU_IOAS_MAP = 0x3b85;
+/** struct iommu_ioas_unmap. */
+export const IOMMU_IOAS_UNMAP = 0x3b86;
+/** struct iommu_option. */
+export const IOMMU_OPTION = 0x3b87;
+/** struct iommu_vfio_ioas. */
+export const IOMMU_VFIO_IOAS = 0x3b88;
+/** struct iommu_hwpt_alloc. */
+export const IOMMU_HWPT_ALLOC = 0x3b89;
+/** struct iommu_hw_info. */
+export const IOMMU_GET_HW_INFO = 0x3b8a;
+/** struct iommu_hwpt_set_dirty_tracking. */
+export const IOMMU_HWPT_SET_DIRTY_TRACKING = 0x3b8b;
+/** struct iommu_hwpt_get_dirty_bitmap. */
+export const IOMMU_HWPT_GET_DIRTY_BITMAP = 0x3b8c;
+/** struct iommu_hwpt_invalidate. */
+export const IOMMU_HWPT_INVALIDATE = 0x3b8d;
+/** struct iommu_fault_alloc. */
+export const IOMMU_FAULT_QUEUE_ALLOC = 0x3b8e;
+
+// ---- API version and extensions (VFIO_CHECK_EXTENSION / VFIO_SET_IOMMU) ----------
+
+/** What VFIO_GET_API_VERSION returns. */
+export const VFIO_API_VERSION = 0;
+export const VFIO_TYPE1_IOMMU = 1;
+export const VFIO_SPAPR_TCE_IOMMU = 2;
+export const VFIO_TYPE1v2_IOMMU = 3;
+/** Extension: the IOMMU enforces DMA cache coherence. */
+export const VFIO_DMA_CC_IOMMU = 4;
+export const VFIO_EEH = 5;
+export const VFIO_TYPE1_NESTING_IOMMU = 6;
+export const VFIO_SPAPR_TCE_v2_IOMMU = 7;
+export const VFIO_NOIOMMU_IOMMU = 8;
+/** Extension: VFIO_DMA_UNMAP_FLAG_ALL is supported. */
+export const VFIO_UNMAP_ALL = 9;
+/** Extension: VFIO_DMA_MAP/UNMAP_FLAG_VADDR are supported. */
+export const VFIO_UPDATE_VADDR = 10;
+
+/** Extension ids by name, for `checkExtension` tables and messages. */
+export const VFIO_EXTENSIONS = {
+  TYPE1: VFIO_TYPE1_IOMMU,
+  SPAPR_TCE: VFIO_SPAPR_TCE_IOMMU,
+  TYPE1v2: VFIO_TYPE1v2_IOMMU,
+  DMA_CC: VFIO_DMA_CC_IOMMU,
+  EEH: VFIO_EEH,
+  TYPE1_NESTING: VFIO_TYPE1_NESTING_IOMMU,
+  SPAPR_TCE_v2: VFIO_SPAPR_TCE_v2_IOMMU,
+  NOIOMMU: VFIO_NOIOMMU_IOMMU,
+  UNMAP_ALL: VFIO_UNMAP_ALL,
+  UPDATE_VADDR: VFIO_UPDATE_VADDR,
+} as const;
+
+// ---- group -------------------------------------------------------------------------
+
+export const VFIO_GROUP_FLAGS_VIABLE = 1 << 0;
+export const VFIO_GROUP_FLAGS_CONTAINER_SET = 1 << 1;
+/** Group status flag names. */
+export const GROUP_FLAGS = { VIABLE: VFIO_GROUP_FLAGS_VIABLE, CONTAINER_SET: VFIO_GROUP_FLAGS_CONTAINER_SET } as const;
+
+// ---- device info ---------------------------------------------------------------------
+
+export const VFIO_DEVICE_FLAGS_RESET = 1 << 0;
+export const VFIO_DEVICE_FLAGS_PCI = 1 << 1;
+export const VFIO_DEVICE_FLAGS_PLATFORM = 1 << 2;
+export const VFIO_DEVICE_FLAGS_AMBA = 1 << 3;
+export const VFIO_DEVICE_FLAGS_CCW = 1 << 4;
+export const VFIO_DEVICE_FLAGS_AP = 1 << 5;
+export const VFIO_DEVICE_FLAGS_FSL_MC = 1 << 6;
+export const VFIO_DEVICE_FLAGS_CAPS = 1 << 7;
+export const VFIO_DEVICE_FLAGS_CDX = 1 << 8;
+/** Device info flag names. */
+export const DEVICE_FLAGS = {
+  RESET: VFIO_DEVICE_FLAGS_RESET,
+  PCI: VFIO_DEVICE_FLAGS_PCI,
+  PLATFORM: VFIO_DEVICE_FLAGS_PLATFORM,
+  AMBA: VFIO_DEVICE_FLAGS_AMBA,
+  CCW: VFIO_DEVICE_FLAGS_CCW,
+  AP: VFIO_DEVICE_FLAGS_AP,
+  FSL_MC: VFIO_DEVICE_FLAGS_FSL_MC,
+  CAPS: VFIO_DEVICE_FLAGS_CAPS,
+  CDX: VFIO_DEVICE_FLAGS_CDX,
+} as const;
+
+/** Device-info capability ids (their own namespace). 1-4 are s390 zPCI. */
+export const VFIO_DEVICE_INFO_CAP_ZPCI_BASE = 1;
+export const VFIO_DEVICE_INFO_CAP_ZPCI_GROUP = 2;
+export const VFIO_DEVICE_INFO_CAP_ZPCI_UTIL = 3;
+export const VFIO_DEVICE_INFO_CAP_ZPCI_PFIP = 4;
+export const VFIO_DEVICE_INFO_CAP_PCI_ATOMIC_COMP = 5;
+export const VFIO_PCI_ATOMIC_COMP32 = 1 << 0;
+export const VFIO_PCI_ATOMIC_COMP64 = 1 << 1;
+export const VFIO_PCI_ATOMIC_COMP128 = 1 << 2;
+/** PCI_ATOMIC_COMP flag names. */
+export const ATOMIC_COMP_FLAGS = {
+  COMP32: VFIO_PCI_ATOMIC_COMP32,
+  COMP64: VFIO_PCI_ATOMIC_COMP64,
+  COMP128: VFIO_PCI_ATOMIC_COMP128,
+} as const;
+
+/** `device_api` strings of mdev types. */
+export const VFIO_DEVICE_API_PCI_STRING = 'vfio-pci';
+export const VFIO_DEVICE_API_PLATFORM_STRING = 'vfio-platform';
+export const VFIO_DEVICE_API_AMBA_STRING = 'vfio-amba';
+export const VFIO_DEVICE_API_CCW_STRING = 'vfio-ccw';
+export const VFIO_DEVICE_API_AP_STRING = 'vfio-ap';
+
+// ---- regions -------------------------------------------------------------------------
+
+export const VFIO_REGION_INFO_FLAG_READ = 1 << 0;
+export const VFIO_REGION_INFO_FLAG_WRITE = 1 << 1;
+export const VFIO_REGION_INFO_FLAG_MMAP = 1 << 2;
+export const VFIO_REGION_INFO_FLAG_CAPS = 1 << 3;
+/** Region flag names. */
+export const REGION_FLAGS = {
+  READ: VFIO_REGION_INFO_FLAG_READ,
+  WRITE: VFIO_REGION_INFO_FLAG_WRITE,
+  MMAP: VFIO_REGION_INFO_FLAG_MMAP,
+  CAPS: VFIO_REGION_INFO_FLAG_CAPS,
+} as const;
+
+/** Region-info capability ids (their own namespace). */
+export const VFIO_REGION_INFO_CAP_SPARSE_MMAP = 1;
+export const VFIO_REGION_INFO_CAP_TYPE = 2;
+export const VFIO_REGION_INFO_CAP_MSIX_MAPPABLE = 3;
+/** Deprecated, no longer provided by the kernel. */
+export const VFIO_REGION_INFO_CAP_NVLINK2_SSATGT = 4;
+/** Deprecated, no longer provided by the kernel. */
+export const VFIO_REGION_INFO_CAP_NVLINK2_LNKSPD = 5;
+
+/** Region types (vfio_region_info_cap_type.type). */
+export const VFIO_REGION_TYPE_PCI_VENDOR_TYPE = 0x8000_0000;
+export const VFIO_REGION_TYPE_PCI_VENDOR_MASK = 0xffff;
+export const VFIO_REGION_TYPE_GFX = 1;
+export const VFIO_REGION_TYPE_CCW = 2;
+export const VFIO_REGION_TYPE_MIGRATION_DEPRECATED = 3;
+/** Subtypes of PCI_VENDOR_TYPE | 0x8086. */
+export const VFIO_REGION_SUBTYPE_INTEL_IGD_OPREGION = 1;
+export const VFIO_REGION_SUBTYPE_INTEL_IGD_HOST_CFG = 2;
+export const VFIO_REGION_SUBTYPE_INTEL_IGD_LPC_CFG = 3;
+/** Subtype of PCI_VENDOR_TYPE | 0x10de (deprecated). */
+export const VFIO_REGION_SUBTYPE_NVIDIA_NVLINK2_RAM = 1;
+/** Subtype of PCI_VENDOR_TYPE | 0x1014 (deprecated). */
+export const VFIO_REGION_SUBTYPE_IBM_NVLINK2_ATSD = 1;
+/** Subtype of GFX: the EDID region (struct vfio_region_gfx_edid). */
+export const VFIO_REGION_SUBTYPE_GFX_EDID = 1;
+export const VFIO_REGION_SUBTYPE_CCW_ASYNC_CMD = 1;
+export const VFIO_REGION_SUBTYPE_CCW_SCHIB = 2;
+export const VFIO_REGION_SUBTYPE_CCW_CRW = 3;
+export const VFIO_REGION_SUBTYPE_MIGRATION_DEPRECATED = 1;
+/** vfio_region_gfx_edid.link_state values. */
+export const VFIO_DEVICE_GFX_LINK_STATE_UP = 1;
+export const VFIO_DEVICE_GFX_LINK_STATE_DOWN = 2;
+
+/** Fixed vfio-pci region indexes. */
+export const VFIO_PCI_BAR0_REGION_INDEX = 0;
+export const VFIO_PCI_BAR1_REGION_INDEX = 1;
+export const VFIO_PCI_BAR2_REGION_INDEX = 2;
+export const VFIO_PCI_BAR3_REGION_INDEX = 3;
+export const VFIO_PCI_BAR4_REGION_INDEX = 4;
+export const VFIO_PCI_BAR5_REGION_INDEX = 5;
+export const VFIO_PCI_ROM_REGION_INDEX = 6;
+export const VFIO_PCI_CONFIG_REGION_INDEX = 7;
+export const VFIO_PCI_VGA_REGION_INDEX = 8;
+/** Indexes ≥ this are device specific and described by a TYPE capability. */
+export const VFIO_PCI_NUM_REGIONS = 9;
+
+// ---- irqs ------------------------------------------------------------------------------
+
+export const VFIO_IRQ_INFO_EVENTFD = 1 << 0;
+export const VFIO_IRQ_INFO_MASKABLE = 1 << 1;
+export const VFIO_IRQ_INFO_AUTOMASKED = 1 << 2;
+export const VFIO_IRQ_INFO_NORESIZE = 1 << 3;
+/** IRQ info flag names. */
+export const IRQ_FLAGS = {
+  EVENTFD: VFIO_IRQ_INFO_EVENTFD,
+  MASKABLE: VFIO_IRQ_INFO_MASKABLE,
+  AUTOMASKED: VFIO_IRQ_INFO_AUTOMASKED,
+  NORESIZE: VFIO_IRQ_INFO_NORESIZE,
+} as const;
+
+export const VFIO_IRQ_SET_DATA_NONE = 1 << 0;
+/** Data is one u8 per vector. */
+export const VFIO_IRQ_SET_DATA_BOOL = 1 << 1;
+/** Data is one s32 eventfd per vector (-1 = de-assign / skip). */
+export const VFIO_IRQ_SET_DATA_EVENTFD = 1 << 2;
+export const VFIO_IRQ_SET_ACTION_MASK = 1 << 3;
+export const VFIO_IRQ_SET_ACTION_UNMASK = 1 << 4;
+export const VFIO_IRQ_SET_ACTION_TRIGGER = 1 << 5;
+export const VFIO_IRQ_SET_DATA_TYPE_MASK = VFIO_IRQ_SET_DATA_NONE | VFIO_IRQ_SET_DATA_BOOL | VFIO_IRQ_SET_DATA_EVENTFD;
+export const VFIO_IRQ_SET_ACTION_TYPE_MASK =
+  VFIO_IRQ_SET_ACTION_MASK | VFIO_IRQ_SET_ACTION_UNMASK | VFIO_IRQ_SET_ACTION_TRIGGER;
+/** SET_IRQS flag names. */
+export const IRQ_SET_FLAGS = {
+  DATA_NONE: VFIO_IRQ_SET_DATA_NONE,
+  DATA_BOOL: VFIO_IRQ_SET_DATA_BOOL,
+  DATA_EVENTFD: VFIO_IRQ_SET_DATA_EVENTFD,
+  ACTION_MASK: VFIO_IRQ_SET_ACTION_MASK,
+  ACTION_UNMASK: VFIO_IRQ_SET_ACTION_UNMASK,
+  ACTION_TRIGGER: VFIO_IRQ_SET_ACTION_TRIGGER,
+} as const;
+
+/** Fixed vfio-pci irq indexes. */
+export const VFIO_PCI_INTX_IRQ_INDEX = 0;
+export const VFIO_PCI_MSI_IRQ_INDEX = 1;
+export const VFIO_PCI_MSIX_IRQ_INDEX = 2;
+export const VFIO_PCI_ERR_IRQ_INDEX = 3;
+export const VFIO_PCI_REQ_IRQ_INDEX = 4;
+export const VFIO_PCI_NUM_IRQS = 5;
+
+// ---- PCI hot reset ---------------------------------------------------------------------
+
+/** Hot-reset info: devices carry iommufd devids instead of group ids (cdev). */
+export const VFIO_PCI_HOT_RESET_FLAG_DEV_ID = 1 << 0;
+/** Hot-reset info: every affected device is owned by the caller (cdev). */
+export const VFIO_PCI_HOT_RESET_FLAG_DEV_ID_OWNED = 1 << 1;
+/** Hot-reset info flag names. */
+export const HOT_RESET_FLAGS = {
+  DEV_ID: VFIO_PCI_HOT_RESET_FLAG_DEV_ID,
+  DEV_ID_OWNED: VFIO_PCI_HOT_RESET_FLAG_DEV_ID_OWNED,
+} as const;
+/** devid: owned implicitly through the same IOMMU group. */
+export const VFIO_PCI_DEVID_OWNED = 0;
+/** devid: not owned (`-1` in C, read as the u32 0xffffffff). */
+export const VFIO_PCI_DEVID_NOT_OWNED = 0xffff_ffff;
+
+// ---- gfx planes ------------------------------------------------------------------------
+
+export const VFIO_GFX_PLANE_TYPE_PROBE = 1 << 0;
+export const VFIO_GFX_PLANE_TYPE_DMABUF = 1 << 1;
+export const VFIO_GFX_PLANE_TYPE_REGION = 1 << 2;
+/** Gfx plane flag names. */
+export const GFX_PLANE_FLAGS = {
+  PROBE: VFIO_GFX_PLANE_TYPE_PROBE,
+  DMABUF: VFIO_GFX_PLANE_TYPE_DMABUF,
+  REGION: VFIO_GFX_PLANE_TYPE_REGION,
+} as const;
+/** drm_plane_type values (include/drm/drm_plane.h enum drm_plane_type). */
+export const DRM_PLANE_TYPE_OVERLAY = 0;
+export const DRM_PLANE_TYPE_PRIMARY = 1;
+export const DRM_PLANE_TYPE_CURSOR = 2;
+/** DRM_FORMAT_XRGB8888, fourcc 'XR24'. */
+export const DRM_FORMAT_XRGB8888 = 0x3432_5258;
+
+// ---- ioeventfd ---------------------------------------------------------------------------
+
+export const VFIO_DEVICE_IOEVENTFD_8 = 1 << 0;
+export const VFIO_DEVICE_IOEVENTFD_16 = 1 << 1;
+export const VFIO_DEVICE_IOEVENTFD_32 = 1 << 2;
+export const VFIO_DEVICE_IOEVENTFD_64 = 1 << 3;
+export const VFIO_DEVICE_IOEVENTFD_SIZE_MASK = 0xf;
+
+// ---- device features ----------------------------------------------------------------------
+
+/** The feature id occupies the low 16 bits of vfio_device_feature.flags. */
+export const VFIO_DEVICE_FEATURE_MASK = 0xffff;
+export const VFIO_DEVICE_FEATURE_GET = 1 << 16;
+export const VFIO_DEVICE_FEATURE_SET = 1 << 17;
+export const VFIO_DEVICE_FEATURE_PROBE = 1 << 18;
+export const VFIO_DEVICE_FEATURE_PCI_VF_TOKEN = 0;
+export const VFIO_DEVICE_FEATURE_MIGRATION = 1;
+export const VFIO_DEVICE_FEATURE_MIG_DEVICE_STATE = 2;
+export const VFIO_DEVICE_FEATURE_LOW_POWER_ENTRY = 3;
+export const VFIO_DEVICE_FEATURE_LOW_POWER_ENTRY_WITH_WAKEUP = 4;
+export const VFIO_DEVICE_FEATURE_LOW_POWER_EXIT = 5;
+export const VFIO_DEVICE_FEATURE_DMA_LOGGING_START = 6;
+export const VFIO_DEVICE_FEATURE_DMA_LOGGING_STOP = 7;
+export const VFIO_DEVICE_FEATURE_DMA_LOGGING_REPORT = 8;
+export const VFIO_DEVICE_FEATURE_MIG_DATA_SIZE = 9;
+export const VFIO_DEVICE_FEATURE_BUS_MASTER = 10;
+/** vfio_device_feature_bus_master.op values. */
+export const VFIO_DEVICE_FEATURE_CLEAR_MASTER = 0;
+export const VFIO_DEVICE_FEATURE_SET_MASTER = 1;
+/** Device feature ids by name. */
+export const DEVICE_FEATURES = {
+  PCI_VF_TOKEN: VFIO_DEVICE_FEATURE_PCI_VF_TOKEN,
+  MIGRATION: VFIO_DEVICE_FEATURE_MIGRATION,
+  MIG_DEVICE_STATE: VFIO_DEVICE_FEATURE_MIG_DEVICE_STATE,
+  LOW_POWER_ENTRY: VFIO_DEVICE_FEATURE_LOW_POWER_ENTRY,
+  LOW_POWER_ENTRY_WITH_WAKEUP: VFIO_DEVICE_FEATURE_LOW_POWER_ENTRY_WITH_WAKEUP,
+  LOW_POWER_EXIT: VFIO_DEVICE_FEATURE_LOW_POWER_EXIT,
+  DMA_LOGGING_START: VFIO_DEVICE_FEATURE_DMA_LOGGING_START,
+  DMA_LOGGING_STOP: VFIO_DEVICE_FEATURE_DMA_LOGGING_STOP,
+  DMA_LOGGING_REPORT: VFIO_DEVICE_FEATURE_DMA_LOGGING_REPORT,
+  MIG_DATA_SIZE: VFIO_DEVICE_FEATURE_MIG_DATA_SIZE,
+  BUS_MASTER: VFIO_DEVICE_FEATURE_BUS_MASTER,
+} as const;
+
+/** vfio_device_feature_migration.flags bits. */
+export const VFIO_MIGRATION_STOP_COPY = 1 << 0;
+export const VFIO_MIGRATION_P2P = 1 << 1;
+export const VFIO_MIGRATION_PRE_COPY = 1 << 2;
+/** Migration flag names. */
+export const MIGRATION_FLAGS = {
+  STOP_COPY: VFIO_MIGRATION_STOP_COPY,
+  P2P: VFIO_MIGRATION_P2P,
+  PRE_COPY: VFIO_MIGRATION_PRE_COPY,
+} as const;
+
+/** enum vfio_device_mig_state. */
+export const VFIO_DEVICE_STATE_ERROR = 0;
+export const VFIO_DEVICE_STATE_STOP = 1;
+export const VFIO_DEVICE_STATE_RUNNING = 2;
+export const VFIO_DEVICE_STATE_STOP_COPY = 3;
+export const VFIO_DEVICE_STATE_RESUMING = 4;
+export const VFIO_DEVICE_STATE_RUNNING_P2P = 5;
+export const VFIO_DEVICE_STATE_PRE_COPY = 6;
+export const VFIO_DEVICE_STATE_PRE_COPY_P2P = 7;
+/** Migration state names by value. */
+export const MIG_STATE_NAMES: readonly string[] = [
+  'ERROR',
+  'STOP',
+  'RUNNING',
+  'STOP_COPY',
+  'RESUMING',
+  'RUNNING_P2P',
+  'PRE_COPY',
+  'PRE_COPY_P2P',
+];
+
+// ---- type1 IOMMU -----------------------------------------------------------------------------
+
+export const VFIO_IOMMU_INFO_PGSIZES = 1 << 0;
+export const VFIO_IOMMU_INFO_CAPS = 1 << 1;
+/** Type1 info flag names. */
+export const TYPE1_INFO_FLAGS = { PGSIZES: VFIO_IOMMU_INFO_PGSIZES, CAPS: VFIO_IOMMU_INFO_CAPS } as const;
+/** Type1 IOMMU-info capability ids (their own namespace). */
+export const VFIO_IOMMU_TYPE1_INFO_CAP_IOVA_RANGE = 1;
+export const VFIO_IOMMU_TYPE1_INFO_CAP_MIGRATION = 2;
+export const VFIO_IOMMU_TYPE1_INFO_DMA_AVAIL = 3;
+export const VFIO_DMA_MAP_FLAG_READ = 1 << 0;
+export const VFIO_DMA_MAP_FLAG_WRITE = 1 << 1;
+export const VFIO_DMA_MAP_FLAG_VADDR = 1 << 2;
+export const VFIO_DMA_UNMAP_FLAG_GET_DIRTY_BITMAP = 1 << 0;
+export const VFIO_DMA_UNMAP_FLAG_ALL = 1 << 1;
+export const VFIO_DMA_UNMAP_FLAG_VADDR = 1 << 2;
+export const VFIO_IOMMU_DIRTY_PAGES_FLAG_START = 1 << 0;
+export const VFIO_IOMMU_DIRTY_PAGES_FLAG_STOP = 1 << 1;
+export const VFIO_IOMMU_DIRTY_PAGES_FLAG_GET_BITMAP = 1 << 2;
+
+// ---- iommufd -----------------------------------------------------------------------------------
+
+/** iommu_ioas_map.flags. */
+export const IOMMU_IOAS_MAP_FIXED_IOVA = 1 << 0;
+export const IOMMU_IOAS_MAP_WRITEABLE = 1 << 1;
+export const IOMMU_IOAS_MAP_READABLE = 1 << 2;
+/** iommu_option.option_id. */
+export const IOMMU_OPTION_RLIMIT_MODE = 0;
+export const IOMMU_OPTION_HUGE_PAGES = 1;
+/** iommu_option.op. */
+export const IOMMU_OPTION_OP_SET = 0;
+export const IOMMU_OPTION_OP_GET = 1;
+/** iommu_vfio_ioas.op. */
+export const IOMMU_VFIO_IOAS_GET = 0;
+export const IOMMU_VFIO_IOAS_SET = 1;
+export const IOMMU_VFIO_IOAS_CLEAR = 2;
+/** iommu_hw_info.out_data_type. */
+export const IOMMU_HW_INFO_TYPE_NONE = 0;
+export const IOMMU_HW_INFO_TYPE_INTEL_VTD = 1;
+/** iommu_hw_info.out_capabilities bits. */
+export const IOMMU_HW_CAP_DIRTY_TRACKING = 1 << 0;
+/** iommu_hw_info_vtd.flags: Sapphire Rapids erratum 772415 (SPR17). */
+export const IOMMU_HW_INFO_VTD_ERRATA_772415_SPR17 = 1 << 0;
+/** iommu_hwpt_alloc.flags. */
+export const IOMMU_HWPT_ALLOC_NEST_PARENT = 1 << 0;
+export const IOMMU_HWPT_ALLOC_DIRTY_TRACKING = 1 << 1;
+export const IOMMU_HWPT_FAULT_ID_VALID = 1 << 2;
+/** iommu_hwpt_alloc.data_type. */
+export const IOMMU_HWPT_DATA_NONE = 0;
+export const IOMMU_HWPT_DATA_VTD_S1 = 1;
+/** iommu_hw_info capability names. */
+export const HW_INFO_CAPS = { DIRTY_TRACKING: IOMMU_HW_CAP_DIRTY_TRACKING } as const;
+/** iommu_hw_info_vtd flag names. */
+export const VTD_INFO_FLAGS = { ERRATA_772415_SPR17: IOMMU_HW_INFO_VTD_ERRATA_772415_SPR17 } as const;
+
+// ---- name helpers ------------------------------------------------------------------------------
+
+/** Names of device info flags: `['PCI']`, `['RESET','PCI','CAPS']`; unknown bits as `BIT<n>`. */
+export function deviceFlagNames(flags: number): string[] {
+  return bitNames(flags, DEVICE_FLAGS);
+}
+
+/** Names of region flags: `['READ','WRITE','MMAP']`; unknown bits as `BIT<n>`. */
+export function regionFlagNames(flags: number): string[] {
+  return bitNames(flags, REGION_FLAGS);
+}
+
+/** Names of irq info flags: `['EVENTFD','MASKABLE','AUTOMASKED']`; unknown bits as `BIT<n>`. */
+export function irqFlagNames(flags: number): string[] {
+  return bitNames(flags, IRQ_FLAGS);
+}
+
+const FIXED_REGION_NAMES = ['BAR0', 'BAR1', 'BAR2', 'BAR3', 'BAR4', 'BAR5', 'ROM', 'CONFIG', 'VGA'] as const;
+const IRQ_NAMES = ['INTx', 'MSI', 'MSI-X', 'ERR', 'REQ'] as const;
+
+const REGION_TYPE_NAMES: Record<number, string> = {
+  [VFIO_REGION_TYPE_GFX]: 'GFX',
+  [VFIO_REGION_TYPE_CCW]: 'CCW',
+  [VFIO_REGION_TYPE_MIGRATION_DEPRECATED]: 'MIGRATION',
+};
+
+/** Subtype names keyed by region type (vendor types as PCI_VENDOR_TYPE | vendor). */
+const REGION_SUBTYPE_NAMES: Record<number, Record<number, string>> = {
+  [VFIO_REGION_TYPE_GFX]: { [VFIO_REGION_SUBTYPE_GFX_EDID]: 'EDID' },
+  [VFIO_REGION_TYPE_CCW]: {
+    [VFIO_REGION_SUBTYPE_CCW_ASYNC_CMD]: 'ASYNC_CMD',
+    [VFIO_REGION_SUBTYPE_CCW_SCHIB]: 'SCHIB',
+    [VFIO_REGION_SUBTYPE_CCW_CRW]: 'CRW',
+  },
+  [VFIO_REGION_TYPE_MIGRATION_DEPRECATED]: { [VFIO_REGION_SUBTYPE_MIGRATION_DEPRECATED]: 'DEPRECATED' },
+  [(VFIO_REGION_TYPE_PCI_VENDOR_TYPE | 0x8086) >>> 0]: {
+    [VFIO_REGION_SUBTYPE_INTEL_IGD_OPREGION]: 'IGD_OPREGION',
+    [VFIO_REGION_SUBTYPE_INTEL_IGD_HOST_CFG]: 'IGD_HOST_CFG',
+    [VFIO_REGION_SUBTYPE_INTEL_IGD_LPC_CFG]: 'IGD_LPC_CFG',
+  },
+  [(VFIO_REGION_TYPE_PCI_VENDOR_TYPE | 0x10de) >>> 0]: { [VFIO_REGION_SUBTYPE_NVIDIA_NVLINK2_RAM]: 'NVLINK2_RAM' },
+  [(VFIO_REGION_TYPE_PCI_VENDOR_TYPE | 0x1014) >>> 0]: { [VFIO_REGION_SUBTYPE_IBM_NVLINK2_ATSD]: 'NVLINK2_ATSD' },
+};
+
+/**
+ * The name of a region type: 'GFX', 'CCW', 'MIGRATION', 'PCI_VENDOR_8086'
+ * for vendor types, else 'TYPE<n>'.
+ */
+export function regionTypeName(type: number): string {
+  const t = type >>> 0;
+  if (t & VFIO_REGION_TYPE_PCI_VENDOR_TYPE) {
+    return `PCI_VENDOR_${(t & VFIO_REGION_TYPE_PCI_VENDOR_MASK).toString(16).padStart(4, '0')}`;
+  }
+  return REGION_TYPE_NAMES[t] ?? `TYPE${t}`;
+}
+
+/**
+ * The name of a vfio-pci region: 'BAR0'…'BAR5', 'ROM', 'CONFIG', 'VGA' for
+ * the fixed indexes 0-8; for device-specific indexes (≥ 9) the type and
+ * subtype of its TYPE capability ('GFX/EDID', 'PCI_VENDOR_8086/IGD_OPREGION',
+ * 'GFX/7' for an unknown subtype), or 'REGION<n>' without one.
+ *
+ * @param typeCap the region's TYPE capability, if any (a decoded cap has `type` and `subtype`)
+ */
+export function regionName(index: number, typeCap?: { readonly type: number; readonly subtype: number }): string {
+  const fixed = FIXED_REGION_NAMES[index];
+  if (fixed !== undefined) return fixed;
+  if (!typeCap) return `REGION${index}`;
+  const type = typeCap.type >>> 0;
+  const sub = REGION_SUBTYPE_NAMES[type]?.[typeCap.subtype] ?? String(typeCap.subtype);
+  return `${regionTypeName(type)}/${sub}`;
+}
+
+/** The name of a vfio-pci irq index: 'INTx', 'MSI', 'MSI-X', 'ERR', 'REQ', else 'IRQ<n>'. */
+export function irqName(index: number): string {
+  return IRQ_NAMES[index] ?? `IRQ${index}`;
+}
