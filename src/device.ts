@@ -1,0 +1,610 @@
+/**
+ * A VFIO device: info, regions (with capability chains), width-exact and bulk
+ * region access, mmap'd views, interrupts, reset, hot reset, device features
+ * and gfx planes. Works the same whether the fd came from a group or a cdev.
+ */
+import { markAsUntransferable } from 'node:worker_threads';
+import { VfioError } from './errors.js';
+import { Interrupts } from './interrupts.js';
+import { native, type NativeFd, type NativeMapping } from './native.js';
+import { holdDevice } from './registry.js';
+import { Resource, toU32, toU64 } from './resource.js';
+import {
+  VFIO_DEVICE_FEATURE_GET,
+  VFIO_DEVICE_FEATURE_PROBE,
+  VFIO_DEVICE_FEATURE_SET,
+  VFIO_GFX_PLANE_TYPE_DMABUF,
+  VFIO_GFX_PLANE_TYPE_PROBE,
+  VFIO_GFX_PLANE_TYPE_REGION,
+  VFIO_IRQ_SET_ACTION_MASK,
+  VFIO_IRQ_SET_ACTION_TRIGGER,
+  VFIO_IRQ_SET_ACTION_UNMASK,
+  VFIO_IRQ_SET_DATA_BOOL,
+  VFIO_IRQ_SET_DATA_EVENTFD,
+  VFIO_IRQ_SET_DATA_NONE,
+  VFIO_PCI_CONFIG_REGION_INDEX,
+  VFIO_REGION_INFO_FLAG_MMAP,
+  VFIO_REGION_INFO_FLAG_READ,
+  VFIO_REGION_INFO_FLAG_WRITE,
+} from './uapi/constants.js';
+import {
+  decodeDeviceFeature,
+  decodeDeviceInfo,
+  decodeGfxPlaneInfo,
+  decodeHotResetInfo,
+  decodeIrqInfo,
+  decodeRegionInfo,
+  encodeDeviceFeature,
+  encodeGfxPlaneQuery,
+  encodeHotReset,
+  encodeIrqSet,
+  type DeviceInfo,
+  type GfxPlaneInfo,
+  type HotResetInfo,
+  type IrqInfo,
+  type RegionInfo,
+} from './uapi/vfio.js';
+import type { SparseMmapCap } from './uapi/caps.js';
+
+/** How the device fd was obtained. */
+export type Backend = 'group' | 'cdev';
+
+const REGION_INFO_SIZE = 32;
+const DEVICE_INFO_SIZE = 24;
+const PCI_COMMAND = 4;
+const PCI_COMMAND_MEMORY = 0x2;
+
+/** Region index → info, or the error code the kernel answered (mtty: EINVAL for ERR…). */
+export type IndexResult<T> = T | { index: number; error: string };
+
+/** Options to map part of a region; offsets are relative to the region. */
+export interface MmapOptions {
+  /** Byte offset in the region (page-aligned). Default 0, or the sparse area's start. */
+  offset?: bigint | number;
+  /** Length in bytes. Default: the rest of the region (or of the sparse area). */
+  length?: bigint | number;
+  /** Map this sparse-mmap area (index into the SPARSE_MMAP capability's areas). */
+  area?: number;
+}
+
+/**
+ * An mmap'd piece of a region. `bytes` views the device memory directly; it is
+ * detached (length 0) once the view is unmapped or the device is closed or
+ * reset, so a stale reference reads nothing instead of faulting.
+ */
+export class MappedRegion {
+  readonly index: number;
+  /** Offset of the view within the region. */
+  readonly offset: bigint;
+  readonly length: bigint;
+  readonly #m: NativeMapping;
+  readonly #onUnmap: (m: MappedRegion) => void;
+  #bytes: Uint8Array | null = null;
+
+  /** @internal */
+  constructor(index: number, offset: bigint, length: bigint, m: NativeMapping, onUnmap: (m: MappedRegion) => void) {
+    this.index = index;
+    this.offset = offset;
+    this.length = length;
+    this.#m = m;
+    this.#onUnmap = onUnmap;
+    if (m.writable) markAsUntransferable(m.buffer);
+  }
+
+  get mapped(): boolean {
+    return this.#m.mapped;
+  }
+
+  get writable(): boolean {
+    return this.#m.writable;
+  }
+
+  /** The ArrayBuffer over the device memory (writable mappings only). */
+  get buffer(): ArrayBuffer {
+    return this.#m.buffer;
+  }
+
+  /** A byte view over the device memory (writable mappings only). */
+  get bytes(): Uint8Array {
+    if (!this.#m.mapped) throw VfioError.closed(`mapping of region ${this.index}`);
+    this.#bytes ??= new Uint8Array(this.#m.buffer);
+    return this.#bytes;
+  }
+
+  /** Copies `dst.length` bytes out of the mapping at `offset` (works on read-only mappings). */
+  readInto(offset: bigint | number, dst: Uint8Array): number {
+    return this.#m.readInto(toU64(offset, 'offset'), dst);
+  }
+
+  /** Copies `src` into the mapping at `offset`. */
+  writeFrom(offset: bigint | number, src: Uint8Array): number {
+    return this.#m.writeFrom(toU64(offset, 'offset'), src);
+  }
+
+  /** Unmaps; the view is detached. Idempotent. */
+  unmap(): void {
+    if (!this.#m.mapped) return;
+    this.#m.unmap();
+    this.#bytes = null;
+    this.#onUnmap(this);
+  }
+
+  [Symbol.dispose](): void {
+    this.unmap();
+  }
+}
+
+/**
+ * Bounds-checked access to one region through pread/pwrite. Offsets are
+ * relative to the region; every access is checked against its size before any
+ * syscall (RangeError), and is exactly the width asked for.
+ */
+export class Region {
+  readonly info: RegionInfo;
+  readonly #dev: Device;
+
+  /** @internal */
+  constructor(dev: Device, info: RegionInfo) {
+    this.#dev = dev;
+    this.info = info;
+  }
+
+  get index(): number {
+    return this.info.index;
+  }
+  get size(): bigint {
+    return this.info.size;
+  }
+
+  #at(offset: bigint | number, width: number, write: boolean): bigint {
+    const off = toU64(offset, 'offset');
+    const need = write ? VFIO_REGION_INFO_FLAG_WRITE : VFIO_REGION_INFO_FLAG_READ;
+    if ((this.info.flags & need) === 0) throw new VfioError({ code: 'EACCES', errno: 13, operation: `region ${this.info.name} ${write ? 'write' : 'read'}`, message: `region ${this.info.name} is not ${write ? 'writable' : 'readable'}` });
+    if (off + BigInt(width) > this.info.size) {
+      throw new RangeError(`${width}-byte access at offset ${off} is outside region ${this.info.name} (size ${this.info.size})`);
+    }
+    return this.info.offset + off;
+  }
+
+  #read(offset: bigint | number, width: 1 | 2 | 4): number {
+    const at = this.#at(offset, width, false);
+    return native().regionRead(this.#dev.handle('region read'), at, width);
+  }
+
+  #write(offset: bigint | number, width: 1 | 2 | 4, value: number): void {
+    const limit = 2 ** (8 * width);
+    if (typeof value !== 'number' || !Number.isInteger(value) || value < 0 || value >= limit) {
+      throw new RangeError(`value must be an integer in 0..${limit - 1}, got ${String(value)}`);
+    }
+    const at = this.#at(offset, width, true);
+    this.#dev.beforeWrite(this.info.index, toU64(offset, 'offset'), width, (i) => (value >>> (8 * i)) & 0xff);
+    native().regionWrite(this.#dev.handle('region write'), at, width, value);
+  }
+
+  read8(offset: bigint | number): number {
+    return this.#read(offset, 1);
+  }
+  read16(offset: bigint | number): number {
+    return this.#read(offset, 2);
+  }
+  read32(offset: bigint | number): number {
+    return this.#read(offset, 4);
+  }
+  read64(offset: bigint | number): bigint {
+    const at = this.#at(offset, 8, false);
+    return native().regionRead(this.#dev.handle('region read'), at, 8);
+  }
+  write8(offset: bigint | number, value: number): void {
+    this.#write(offset, 1, value);
+  }
+  write16(offset: bigint | number, value: number): void {
+    this.#write(offset, 2, value);
+  }
+  write32(offset: bigint | number, value: number): void {
+    this.#write(offset, 4, value);
+  }
+  write64(offset: bigint | number, value: bigint): void {
+    if (typeof value !== 'bigint') throw new TypeError('a 64-bit value must be a bigint');
+    if (value < 0n || value > 0xffff_ffff_ffff_ffffn) throw new RangeError('value must fit in 64 bits');
+    const at = this.#at(offset, 8, true);
+    this.#dev.beforeWrite(this.info.index, toU64(offset, 'offset'), 8, (i) => Number((value >> BigInt(8 * i)) & 0xffn));
+    native().regionWrite(this.#dev.handle('region write'), at, 8, value);
+  }
+
+  /** Reads `dst.length` bytes at `offset` into `dst` (the kernel splits them as the driver does). */
+  readInto(offset: bigint | number, dst: Uint8Array): Uint8Array {
+    if (!(dst instanceof Uint8Array)) throw new TypeError('dst must be a Uint8Array or Buffer');
+    const at = this.#at(offset, dst.length, false);
+    if (dst.length) native().regionReadInto(this.#dev.handle('region read'), at, dst);
+    return dst;
+  }
+
+  /** Reads `length` bytes at `offset` into a new Buffer. */
+  read(offset: bigint | number, length: number): Buffer {
+    return this.readInto(offset, Buffer.alloc(toU32(length, 'length'))) as Buffer;
+  }
+
+  /** Writes all of `src` at `offset`. */
+  write(offset: bigint | number, src: Uint8Array): void {
+    if (!(src instanceof Uint8Array)) throw new TypeError('src must be a Uint8Array or Buffer');
+    const at = this.#at(offset, src.length, true);
+    this.#dev.beforeWrite(this.info.index, toU64(offset, 'offset'), src.length, (i) => src[i]!);
+    if (src.length) native().regionWriteFrom(this.#dev.handle('region write'), at, src);
+  }
+}
+
+/** Which IRQ action for setIrqs(). */
+export type IrqAction = 'trigger' | 'mask' | 'unmask';
+
+export interface SetIrqsOptions {
+  index: number;
+  action: IrqAction;
+  start?: number;
+  count?: number;
+  /** none (default), booleans (DATA_BOOL), or eventfd numbers (DATA_EVENTFD; -1 de-assigns). */
+  data?: { bools: readonly boolean[] } | { eventfds: readonly number[] };
+}
+
+export interface GfxPlaneQueryOptions {
+  /** 'region' (mdpy) or 'dmabuf' (mbochs). */
+  kind: 'region' | 'dmabuf';
+  /** DRM plane type: 0 overlay, 1 primary (default), 2 cursor. */
+  drmPlaneType?: number;
+}
+
+/** A dma-buf fd from VFIO_DEVICE_GET_GFX_DMABUF; map it read-only with `map()`. */
+export class GfxDmabuf extends Resource {
+  readonly id: number;
+  readonly #fd: NativeFd;
+  readonly #maps = new Set<NativeMapping>();
+
+  /** @internal */
+  constructor(id: number, fd: NativeFd) {
+    super();
+    this.id = id;
+    this.#fd = fd;
+  }
+  protected describe(): string {
+    return `dmabuf ${this.id}`;
+  }
+  /** The dma-buf fd number (still owned by this object). */
+  get fd(): number {
+    this.ensureOpen('fd');
+    return this.#fd.fd;
+  }
+  /**
+   * Maps `length` bytes read-only (PROT_READ, MAP_SHARED: the dma-buf is
+   * read-only). Read it with `readInto()`; a JS view of read-only memory would
+   * fault on write, so none is given.
+   */
+  map(length: bigint | number): MappedRegion {
+    this.ensureOpen('map');
+    const m = native().mmap(this.#fd, 0n, toU64(length, 'length'), false);
+    this.#maps.add(m);
+    return new MappedRegion(-1, 0n, toU64(length, 'length'), m, () => this.#maps.delete(m));
+  }
+  protected release(): void {
+    for (const m of this.#maps) m.unmap();
+    this.#maps.clear();
+    this.#fd.close();
+  }
+}
+
+/** A VFIO device fd with everything the kernel offers on it. */
+export class Device extends Resource {
+  /** The device's name: an mdev UUID or a PCI address. */
+  readonly name: string;
+  readonly backend: Backend;
+  readonly #fd: NativeFd;
+  readonly #release: () => void;
+  readonly #views = new Set<MappedRegion>();
+  readonly #irqs = new Map<number, Interrupts>();
+  #info: DeviceInfo;
+
+  /** @internal Use Group.openDevice() or the cdev path. */
+  constructor(name: string, fd: NativeFd, backend: Backend) {
+    super();
+    this.name = name;
+    this.backend = backend;
+    this.#fd = fd;
+    this.#release = holdDevice(name);
+    try {
+      // mtty and mdpy validate IRQ indexes against a stored GET_INFO reply: ask once
+      // up front (kernel-6.12-facts §0.7).
+      this.#info = this.#queryInfo();
+    } catch (e) {
+      this.#release();
+      fd.close();
+      throw e;
+    }
+  }
+
+  protected describe(): string {
+    return `device ${this.name}`;
+  }
+
+  /** @internal The native fd, checked open. */
+  handle(operation: string): NativeFd {
+    this.ensureOpen(operation);
+    return this.#fd;
+  }
+
+  #queryInfo(): DeviceInfo {
+    const first = decodeDeviceInfo(native().deviceGetInfo(this.#fd, DEVICE_INFO_SIZE));
+    return first.truncated ? decodeDeviceInfo(native().deviceGetInfo(this.#fd, first.argsz)) : first;
+  }
+
+  /** VFIO_DEVICE_GET_INFO: flags, region and IRQ counts, capabilities. */
+  info(): DeviceInfo {
+    this.ensureOpen('info');
+    this.#info = this.#queryInfo();
+    return this.#info;
+  }
+
+  /**
+   * VFIO_DEVICE_GET_REGION_INFO with the two-step argsz protocol: the bare
+   * struct first, then exactly the size the kernel asks for (mbochs rejects
+   * anything over 48).
+   */
+  regionInfo(index: number): RegionInfo {
+    toU32(index, 'index');
+    const h = this.handle('region info');
+    const first = decodeRegionInfo(native().deviceGetRegionInfo(h, index, REGION_INFO_SIZE));
+    if (!first.truncated) return first;
+    return decodeRegionInfo(native().deviceGetRegionInfo(h, index, first.argsz));
+  }
+
+  /** Every region 0..numRegions-1; an index the kernel refuses is reported with its error code. */
+  regions(): IndexResult<RegionInfo>[] {
+    return this.#each(this.#info.numRegions, (i) => this.regionInfo(i));
+  }
+
+  /** VFIO_DEVICE_GET_IRQ_INFO. */
+  irqInfo(index: number): IrqInfo {
+    toU32(index, 'index');
+    return decodeIrqInfo(native().deviceGetIrqInfo(this.handle('irq info'), index));
+  }
+
+  /** Every IRQ index; mtty answers EINVAL for 2–4, which is reported, not thrown. */
+  irqs(): IndexResult<IrqInfo>[] {
+    return this.#each(this.#info.numIrqs, (i) => this.irqInfo(i));
+  }
+
+  #each<T>(n: number, f: (i: number) => T): IndexResult<T>[] {
+    const out: IndexResult<T>[] = [];
+    for (let i = 0; i < n; i++) {
+      try {
+        out.push(f(i));
+      } catch (e) {
+        if (!(e instanceof VfioError) || e.syscall !== 'ioctl') throw e;
+        out.push({ index: i, error: e.code });
+      }
+    }
+    return out;
+  }
+
+  /** Region access by index (bounds-checked pread/pwrite). */
+  region(index: number): Region {
+    return new Region(this, this.regionInfo(index));
+  }
+
+  /** The PCI config region's bytes (region 7), read in full. */
+  pciConfigBytes(): Buffer {
+    const r = this.region(VFIO_PCI_CONFIG_REGION_INDEX);
+    return r.read(0, Number(r.size));
+  }
+
+  /**
+   * Maps (part of) a region with MAP_SHARED. The region must have the MMAP
+   * flag; with a SPARSE_MMAP capability only its areas may be mapped.
+   */
+  mmap(index: number, options: MmapOptions = {}): MappedRegion {
+    const info = this.regionInfo(index);
+    if ((info.flags & VFIO_REGION_INFO_FLAG_MMAP) === 0) {
+      throw new VfioError({ code: 'EINVAL', errno: 22, operation: 'mmap', message: `region ${info.name} (index ${index}) cannot be mmap'd (no MMAP flag)` });
+    }
+    const sparse = info.caps.find((c): c is SparseMmapCap => c.kind === 'sparse-mmap');
+    let start = 0n;
+    let end = info.size;
+    if (options.area !== undefined) {
+      const area = sparse?.areas[toU32(options.area, 'area')];
+      if (!area) throw new RangeError(`region ${info.name} has no sparse-mmap area ${options.area}`);
+      start = area.offset;
+      end = area.offset + area.size;
+    }
+    const offset = options.offset === undefined ? start : toU64(options.offset, 'offset');
+    const length = options.length === undefined ? end - offset : toU64(options.length, 'length');
+    if (offset < start || length === 0n || offset + length > end) {
+      throw new RangeError(`mmap of ${length} bytes at ${offset} is outside region ${info.name} [${start}, ${end})`);
+    }
+    if (sparse && options.area === undefined && !sparse.areas.some((a) => offset >= a.offset && offset + length <= a.offset + a.size)) {
+      throw new RangeError(`region ${info.name} is sparse: ${length} bytes at ${offset} are not inside one mmap area`);
+    }
+    if (offset % 4096n !== 0n) throw new RangeError(`mmap offset ${offset} must be page-aligned`);
+    const writable = (info.flags & VFIO_REGION_INFO_FLAG_WRITE) !== 0;
+    const m = native().mmap(this.handle('mmap'), info.offset + offset, length, writable);
+    const view = new MappedRegion(index, offset, length, m, (v) => this.#views.delete(v));
+    this.#views.add(view);
+    return view;
+  }
+
+  /** Unmaps every view (of `indexes`, or all), detaching their buffers. */
+  revokeViews(indexes?: readonly number[]): void {
+    for (const v of [...this.#views]) if (!indexes || indexes.includes(v.index)) v.unmap();
+  }
+
+  /**
+   * @internal Region writes pass here first: clearing Memory Space Enable in
+   * PCI_COMMAND makes vfio-pci zap BAR mappings (a later access would SIGBUS),
+   * so BAR views are revoked before such a write reaches the kernel.
+   */
+  beforeWrite(index: number, offset: bigint, length: number, byteAt: (i: number) => number): void {
+    if (index !== VFIO_PCI_CONFIG_REGION_INDEX || this.#views.size === 0) return;
+    if (offset <= BigInt(PCI_COMMAND) && offset + BigInt(length) > BigInt(PCI_COMMAND)) {
+      const low = byteAt(Number(BigInt(PCI_COMMAND) - offset));
+      if ((low & PCI_COMMAND_MEMORY) === 0) this.revokeViews([0, 1, 2, 3, 4, 5]);
+    }
+  }
+
+  /** VFIO_DEVICE_SET_IRQS, the whole surface. */
+  setIrqs(o: SetIrqsOptions): void {
+    const action = { trigger: VFIO_IRQ_SET_ACTION_TRIGGER, mask: VFIO_IRQ_SET_ACTION_MASK, unmask: VFIO_IRQ_SET_ACTION_UNMASK }[o.action];
+    if (action === undefined) throw new TypeError(`action must be 'trigger', 'mask' or 'unmask', got ${String(o.action)}`);
+    let dataType = VFIO_IRQ_SET_DATA_NONE;
+    let data: readonly (boolean | number)[] | undefined;
+    if (o.data && 'bools' in o.data) {
+      dataType = VFIO_IRQ_SET_DATA_BOOL;
+      data = o.data.bools;
+    } else if (o.data && 'eventfds' in o.data) {
+      dataType = VFIO_IRQ_SET_DATA_EVENTFD;
+      data = o.data.eventfds;
+    }
+    const count = o.count ?? (data ? data.length : 1);
+    const bytes = encodeIrqSet({ flags: dataType | action, index: o.index, start: o.start ?? 0, count, data });
+    native().deviceSetIrqs(this.handle('set irqs'), bytes);
+  }
+
+  /**
+   * Enables `count` vectors of IRQ `index` from `start` with fresh eventfds and
+   * returns them as an Interrupts emitter / async iterable. Closing it disables the index.
+   */
+  enableInterrupts(index: number, options: { start?: number; count?: number } = {}): Interrupts {
+    this.ensureOpen('enable interrupts');
+    toU32(index, 'index');
+    const start = toU32(options.start ?? 0, 'start');
+    const count = toU32(options.count ?? 1, 'count');
+    if (count === 0) throw new RangeError('count must be at least 1');
+    if (this.#irqs.has(index)) throw new VfioError({ code: 'EBUSY', errno: 16, operation: 'enable interrupts', message: `IRQ index ${index} is already enabled on ${this.describe()}: close it first` });
+    const fds = Array.from({ length: count }, () => native().eventfd());
+    try {
+      this.setIrqs({ index, action: 'trigger', start, count, data: { eventfds: fds.map((f) => f.fd) } });
+    } catch (e) {
+      for (const f of fds) f.close();
+      throw e;
+    }
+    const irqs = new Interrupts(index, start, fds, () => {
+      this.#irqs.delete(index);
+      if (!this.closed) this.disableInterrupts(index);
+    });
+    this.#irqs.set(index, irqs);
+    return irqs;
+  }
+
+  /** Disables IRQ `index` (TRIGGER with DATA_NONE and count 0). */
+  disableInterrupts(index: number): void {
+    this.setIrqs({ index, action: 'trigger', start: 0, count: 0 });
+  }
+
+  /** Software-triggers vectors (TRIGGER|DATA_NONE): the kernel signals their eventfds. */
+  trigger(index: number, start = 0, count = 1): void {
+    this.setIrqs({ index, action: 'trigger', start, count });
+  }
+  mask(index: number, start = 0, count = 1): void {
+    this.setIrqs({ index, action: 'mask', start, count });
+  }
+  unmask(index: number, start = 0, count = 1): void {
+    this.setIrqs({ index, action: 'unmask', start, count });
+  }
+
+  /** VFIO_DEVICE_RESET. Views are revoked first: a reset may zap the device's mappings. */
+  reset(): void {
+    const h = this.handle('reset');
+    this.revokeViews();
+    native().deviceReset(h);
+  }
+
+  /** VFIO_DEVICE_GET_PCI_HOT_RESET_INFO, growing argsz as the kernel asks. */
+  hotResetInfo(): HotResetInfo {
+    const h = this.handle('hot reset info');
+    let argsz = 12 + 8 * 8;
+    for (let i = 0; i < 4; i++) {
+      const info = decodeHotResetInfo(native().deviceGetPciHotResetInfo(h, argsz));
+      const need = 12 + 8 * info.count;
+      if (need <= argsz) return info;
+      argsz = need;
+    }
+    throw new VfioError({ code: 'ERR_VFIO_BAD_STRUCT', message: 'hot-reset info kept growing' });
+  }
+
+  /**
+   * VFIO_DEVICE_PCI_HOT_RESET, proving ownership with the given group fds (or
+   * an empty list on the cdev path). Views of this device are revoked first.
+   */
+  hotReset(groupFds: readonly number[] = []): void {
+    const h = this.handle('hot reset');
+    this.revokeViews();
+    native().devicePciHotReset(h, encodeHotReset(groupFds));
+  }
+
+  /** VFIO_DEVICE_FEATURE with PROBE: does the device support `feature` for get and/or set? */
+  featureProbe(feature: number, ops: { get?: boolean; set?: boolean } = { get: true }): boolean {
+    const flags = toU32(feature, 'feature') | VFIO_DEVICE_FEATURE_PROBE | (ops.get ? VFIO_DEVICE_FEATURE_GET : 0) | (ops.set ? VFIO_DEVICE_FEATURE_SET : 0);
+    try {
+      native().deviceFeature(this.handle('feature probe'), encodeDeviceFeature(flags));
+      return true;
+    } catch (e) {
+      if (e instanceof VfioError && (e.code === 'ENOTTY' || e.code === 'EINVAL' || e.code === 'EOPNOTSUPP')) return false;
+      throw e;
+    }
+  }
+
+  /** VFIO_DEVICE_FEATURE GET: returns the feature's `size` data bytes. */
+  featureGet(feature: number, size: number): Buffer {
+    const bytes = encodeDeviceFeature(toU32(feature, 'feature') | VFIO_DEVICE_FEATURE_GET, Buffer.alloc(toU32(size, 'size')));
+    return decodeDeviceFeature(native().deviceFeature(this.handle('feature get'), bytes)).data;
+  }
+
+  /** VFIO_DEVICE_FEATURE SET with `data`; returns the data as the kernel left it. */
+  featureSet(feature: number, data: Uint8Array = Buffer.alloc(0)): Buffer {
+    const bytes = encodeDeviceFeature(toU32(feature, 'feature') | VFIO_DEVICE_FEATURE_SET, data);
+    return decodeDeviceFeature(native().deviceFeature(this.handle('feature set'), bytes)).data;
+  }
+
+  /**
+   * VFIO_DEVICE_QUERY_GFX_PLANE. mbochs answers ENOMEM to the first query of a
+   * mode it has not seen; `retries` (default 1) repeats the query for that case.
+   */
+  queryGfxPlane(o: GfxPlaneQueryOptions, retries = 1): GfxPlaneInfo {
+    const flags = o.kind === 'region' ? VFIO_GFX_PLANE_TYPE_REGION : o.kind === 'dmabuf' ? VFIO_GFX_PLANE_TYPE_DMABUF : NaN;
+    if (Number.isNaN(flags)) throw new TypeError(`kind must be 'region' or 'dmabuf', got ${String(o.kind)}`);
+    const query = encodeGfxPlaneQuery({ flags, drmPlaneType: o.drmPlaneType ?? 1 });
+    for (let attempt = 0; ; attempt++) {
+      try {
+        return decodeGfxPlaneInfo(native().deviceQueryGfxPlane(this.handle('query gfx plane'), query));
+      } catch (e) {
+        if (!(e instanceof VfioError) || e.code !== 'ENOMEM' || attempt >= retries) throw e;
+      }
+    }
+  }
+
+  /** Probes whether the device offers gfx planes of `kind` (VFIO_GFX_PLANE_TYPE_PROBE). */
+  gfxPlaneSupported(kind: 'region' | 'dmabuf'): boolean {
+    const flags = VFIO_GFX_PLANE_TYPE_PROBE | (kind === 'region' ? VFIO_GFX_PLANE_TYPE_REGION : VFIO_GFX_PLANE_TYPE_DMABUF);
+    try {
+      native().deviceQueryGfxPlane(this.handle('query gfx plane'), encodeGfxPlaneQuery({ flags }));
+      return true;
+    } catch (e) {
+      if (e instanceof VfioError && (e.code === 'EINVAL' || e.code === 'ENOTTY')) return false;
+      throw e;
+    }
+  }
+
+  /**
+   * VFIO_DEVICE_GET_GFX_DMABUF: a dma-buf fd for plane `dmabufId`. Ask once per
+   * id and keep it (mbochs mishandles repeated exports, kernel-6.12-facts H10).
+   */
+  getGfxDmabuf(dmabufId: number): GfxDmabuf {
+    const fd = native().deviceGetGfxDmabuf(this.handle('get gfx dmabuf'), toU32(dmabufId, 'dmabufId'));
+    const d = new GfxDmabuf(dmabufId, fd);
+    this.adopt(d);
+    return d;
+  }
+
+  protected release(): void {
+    this.revokeViews();
+    for (const irq of [...this.#irqs.values()]) irq.close();
+    this.#irqs.clear();
+    this.#fd.close();
+    this.#release();
+  }
+}

@@ -1,0 +1,87 @@
+/**
+ * Explicit lifetimes. Every handle closes idempotently, closes what depends on
+ * it first (devices before groups before containers; devices before IOAS
+ * before iommufd), and throws ERR_VFIO_CLOSED when used afterwards.
+ */
+import { VfioError } from './errors.js';
+
+export abstract class Resource {
+  #closed = false;
+  readonly #dependents = new Set<Resource>();
+  #parent: Resource | null = null;
+
+  /** What this is, for error messages ('device 5f1c…', 'group 12'). */
+  protected abstract describe(): string;
+  /** Releases this object's own fds and memory; called once, after its dependents closed. */
+  protected abstract release(): void;
+
+  get closed(): boolean {
+    return this.#closed;
+  }
+
+  /** Throws ERR_VFIO_CLOSED naming `operation` if this object is closed. */
+  protected ensureOpen(operation: string): void {
+    if (this.#closed) throw VfioError.closed(`${this.describe()} (${operation})`);
+  }
+
+  /** Makes `child` close before this object does. */
+  protected adopt(child: Resource): void {
+    child.#parent = this;
+    this.#dependents.add(child);
+  }
+
+  protected dependents(): Resource[] {
+    return [...this.#dependents];
+  }
+
+  /** Closes the dependents, then this object. Idempotent. */
+  close(): void {
+    if (this.#closed) return;
+    this.#closed = true;
+    let first: unknown;
+    for (const d of [...this.#dependents].reverse()) {
+      try {
+        d.close();
+      } catch (e) {
+        first ??= e;
+      }
+    }
+    this.#dependents.clear();
+    try {
+      this.release();
+    } finally {
+      const parent = this.#parent;
+      if (parent) parent.#dependents.delete(this);
+      this.#parent = null;
+    }
+    if (first !== undefined) throw first;
+  }
+
+  [Symbol.dispose](): void {
+    this.close();
+  }
+
+  async [Symbol.asyncDispose](): Promise<void> {
+    this.close();
+  }
+}
+
+/** A bigint or safe non-negative integer, as bigint; anything else is a TypeError/RangeError. */
+export function toU64(value: unknown, name: string): bigint {
+  if (typeof value === 'bigint') {
+    if (value < 0n || value > 0xffff_ffff_ffff_ffffn) throw new RangeError(`${name} must be between 0 and 2^64-1, got ${value}`);
+    return value;
+  }
+  if (typeof value === 'number') {
+    if (!Number.isSafeInteger(value) || value < 0) throw new RangeError(`${name} must be a non-negative safe integer or a bigint, got ${value}`);
+    return BigInt(value);
+  }
+  throw new TypeError(`${name} must be a bigint or a number, got ${typeof value}`);
+}
+
+/** A non-negative 32-bit integer (indexes, counts, flags). */
+export function toU32(value: unknown, name: string): number {
+  if (typeof value !== 'number') throw new TypeError(`${name} must be a number, got ${typeof value}`);
+  if (!Number.isInteger(value) || value < 0 || value > 0xffff_ffff) throw new RangeError(`${name} must be an integer between 0 and 2^32-1, got ${value}`);
+  return value;
+}
