@@ -27,7 +27,7 @@ import {
   VFIO_REGION_INFO_CAP_SPARSE_MMAP,
   VFIO_REGION_INFO_CAP_TYPE,
 } from './constants.js';
-import { LAYOUTS, type StructName } from './layouts.js';
+import { LAYOUTS, type FieldName, type StructName } from './layouts.js';
 
 /** sizeof(struct vfio_info_cap_header). */
 export const CAP_HEADER_SIZE = LAYOUTS.vfio_info_cap_header.size;
@@ -206,18 +206,30 @@ function capView<S extends StructName>(raw: RawCap, struct: S, what: string): St
 }
 
 /**
- * `count` array elements of `elemSize` bytes starting at `start` inside the
- * capability; throws when they would run past its bytes.
+ * A capability that is a header, a count and an array (SPARSE_MMAP, IOVA_RANGE):
+ * reads the count, checks that the whole array lies inside the capability's
+ * bytes (else `ERR_VFIO_BAD_CAP`) and decodes each element.
  */
-function capArray(raw: RawCap, start: number, count: number, elemSize: number, what: string): number[] {
-  const room = Math.floor((raw.bytes.length - start) / elemSize);
+function capEntries<S extends StructName, E extends StructName, T>(
+  raw: RawCap,
+  struct: S,
+  what: string,
+  fields: { count: FieldName<S>; array: FieldName<S> },
+  elem: E,
+  decode: (v: StructView<E>) => T,
+): T[] {
+  const v = capView(raw, struct, what);
+  const count = v.u32(fields.count);
+  const start = v.at(fields.array);
+  const size = LAYOUTS[elem].size;
+  const room = Math.floor((raw.bytes.length - start) / size);
   if (count > room) {
     throw malformed(
       ERR_VFIO_BAD_CAP,
       `${what} capability at offset ${raw.offset} claims ${count} entries, but its ${raw.bytes.length} bytes hold at most ${Math.max(room, 0)}`,
     );
   }
-  return Array.from({ length: count }, (_, i) => start + i * elemSize);
+  return Array.from({ length: count }, (_, i) => decode(view(raw.bytes, elem, start + i * size)));
 }
 
 /** An undecoded capability, its bytes copied. */
@@ -230,13 +242,11 @@ export function decodeRegionCap(raw: RawCap): RegionCap {
   const base = { id: raw.id, version: raw.version };
   switch (raw.id) {
     case VFIO_REGION_INFO_CAP_SPARSE_MMAP: {
-      const v = capView(raw, 'vfio_region_info_cap_sparse_mmap', 'SPARSE_MMAP');
-      const elem = LAYOUTS.vfio_region_sparse_mmap_area;
-      const at = capArray(raw, v.at('areas'), v.u32('nr_areas'), elem.size, 'SPARSE_MMAP');
-      const areas = at.map((o) => {
-        const a = view(raw.bytes, 'vfio_region_sparse_mmap_area', o);
-        return { offset: a.u64('offset'), size: a.u64('size') };
-      });
+      const fields = { count: 'nr_areas', array: 'areas' } as const;
+      const areas = capEntries(raw, 'vfio_region_info_cap_sparse_mmap', 'SPARSE_MMAP', fields, 'vfio_region_sparse_mmap_area', (a) => ({
+        offset: a.u64('offset'),
+        size: a.u64('size'),
+      }));
       return { ...base, kind: 'sparse-mmap', areas };
     }
     case VFIO_REGION_INFO_CAP_TYPE: {
@@ -255,13 +265,11 @@ export function decodeType1Cap(raw: RawCap): Type1Cap {
   const base = { id: raw.id, version: raw.version };
   switch (raw.id) {
     case VFIO_IOMMU_TYPE1_INFO_CAP_IOVA_RANGE: {
-      const v = capView(raw, 'vfio_iommu_type1_info_cap_iova_range', 'IOVA_RANGE');
-      const elem = LAYOUTS.vfio_iova_range;
-      const at = capArray(raw, v.at('iova_ranges'), v.u32('nr_iovas'), elem.size, 'IOVA_RANGE');
-      const ranges = at.map((o) => {
-        const r = view(raw.bytes, 'vfio_iova_range', o);
-        return { start: r.u64('start'), end: r.u64('end') };
-      });
+      const fields = { count: 'nr_iovas', array: 'iova_ranges' } as const;
+      const ranges = capEntries(raw, 'vfio_iommu_type1_info_cap_iova_range', 'IOVA_RANGE', fields, 'vfio_iova_range', (r) => ({
+        start: r.u64('start'),
+        end: r.u64('end'),
+      }));
       return { ...base, kind: 'iova-range', ranges };
     }
     case VFIO_IOMMU_TYPE1_INFO_CAP_MIGRATION: {

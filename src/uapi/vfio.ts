@@ -67,25 +67,48 @@ import { LAYOUTS, offsetOf, type StructName } from './layouts.js';
 
 // ---- capability chains inside INFO structs --------------------------------------------
 
+/** The INFO structs that end in a capability chain. */
+type InfoStruct = 'vfio_device_info' | 'vfio_region_info' | 'vfio_iommu_type1_info';
+
 /**
- * The capability chain of an INFO reply. The chain is walked only when the
- * CAPS flag is set, `cap_offset` is non-zero and the kernel's `argsz` fits
- * in the bytes returned; the walk stops at `argsz`. When `argsz` is larger
- * than the buffer, the kernel wanted more room: `truncated` is true and the
- * caller should repeat the ioctl with `argsz` bytes.
+ * Reads an INFO reply's argsz, flags and cap_offset and walks its capability
+ * chain. The chain is walked only when the CAPS flag (`capsFlag`) is set,
+ * `cap_offset` is non-zero and the kernel's `argsz` fits in the bytes
+ * returned; the walk stops at `argsz`. When `argsz` is larger than the
+ * buffer, the kernel wanted more room: `truncated` is true and the caller
+ * should repeat the ioctl with `argsz` bytes.
  */
-function infoChain(
-  buf: Buffer,
-  struct: StructName,
-  argsz: number,
-  hasCaps: boolean,
-  capOffset: number,
-): { raws: RawCap[]; truncated: boolean } {
+function infoReply<S extends InfoStruct>(buf: Buffer | Uint8Array, struct: S, capsFlag: number) {
+  const b = asBuffer(buf);
+  const v = view(b, struct);
+  const argsz = v.u32('argsz');
+  const flags = v.u32('flags');
+  const capOffset = v.u32('cap_offset');
   const size = LAYOUTS[struct].size;
-  const truncated = hasCaps && argsz > buf.length;
-  if (!hasCaps || truncated || capOffset === 0) return { raws: [], truncated };
-  const end = argsz >= size ? argsz : buf.length;
-  return { raws: walkCaps(buf.subarray(0, end), capOffset, { minOffset: size }), truncated };
+  const hasCaps = (flags & capsFlag) !== 0;
+  const truncated = hasCaps && argsz > b.length;
+  const walk = hasCaps && !truncated && capOffset !== 0;
+  const end = argsz >= size ? argsz : b.length;
+  const raws: RawCap[] = walk ? walkCaps(b.subarray(0, end), capOffset, { minOffset: size }) : [];
+  return { v, argsz, flags, capOffset, raws, truncated };
+}
+
+/** The fields every decoded INFO reply with a capability chain has. */
+export interface InfoWithCaps<C> {
+  /**
+   * The size the kernel needs for the whole reply. When it is larger than the
+   * bytes given (`truncated`), repeat the ioctl with this argsz to get the
+   * capability chain.
+   */
+  argsz: number;
+  flags: number;
+  /** Names of the set flag bits. */
+  flagNames: string[];
+  capOffset: number;
+  /** Decoded capabilities ([] when there are none or they were not returned). */
+  caps: C[];
+  /** The kernel has capabilities that did not fit: repeat with `argsz` bytes. */
+  truncated: boolean;
 }
 
 // ---- group -------------------------------------------------------------------------------
@@ -115,30 +138,15 @@ export function decodeGroupStatus(buf: Buffer | Uint8Array): GroupStatus {
 
 // ---- device info ---------------------------------------------------------------------------
 
-/** struct vfio_device_info, decoded with its capabilities. */
-export interface DeviceInfo {
-  /** The size the kernel needs for the whole reply; larger than the buffer when `truncated`. */
-  argsz: number;
-  flags: number;
-  /** 'RESET', 'PCI', 'CAPS', … */
-  flagNames: string[];
+/** struct vfio_device_info, decoded with its capabilities (flag names 'RESET', 'PCI', 'CAPS', …). */
+export interface DeviceInfo extends InfoWithCaps<DeviceCap> {
   numRegions: number;
   numIrqs: number;
-  capOffset: number;
-  /** Decoded device-info capabilities ([] when there are none or they were not returned). */
-  caps: DeviceCap[];
-  /** The kernel has capabilities that did not fit: repeat with `argsz` bytes. */
-  truncated: boolean;
 }
 
 /** Decodes VFIO_DEVICE_GET_INFO (24 bytes plus any capability chain). */
 export function decodeDeviceInfo(buf: Buffer | Uint8Array): DeviceInfo {
-  const b = asBuffer(buf);
-  const v = view(b, 'vfio_device_info');
-  const argsz = v.u32('argsz');
-  const flags = v.u32('flags');
-  const capOffset = v.u32('cap_offset');
-  const chain = infoChain(b, 'vfio_device_info', argsz, (flags & VFIO_DEVICE_FLAGS_CAPS) !== 0, capOffset);
+  const { v, argsz, flags, capOffset, raws, truncated } = infoReply(buf, 'vfio_device_info', VFIO_DEVICE_FLAGS_CAPS);
   return {
     argsz,
     flags,
@@ -146,36 +154,22 @@ export function decodeDeviceInfo(buf: Buffer | Uint8Array): DeviceInfo {
     numRegions: v.u32('num_regions'),
     numIrqs: v.u32('num_irqs'),
     capOffset,
-    caps: chain.raws.map(decodeDeviceCap),
-    truncated: chain.truncated,
+    caps: raws.map(decodeDeviceCap),
+    truncated,
   };
 }
 
 // ---- region info -------------------------------------------------------------------------------
 
-/** struct vfio_region_info, decoded with its capabilities. */
-export interface RegionInfo {
-  /**
-   * The size the kernel needs for the whole reply. When it is larger than the
-   * bytes given (`truncated`), repeat the ioctl with this argsz to get the
-   * capability chain.
-   */
-  argsz: number;
-  flags: number;
-  /** 'READ', 'WRITE', 'MMAP', 'CAPS'. */
-  flagNames: string[];
+/** struct vfio_region_info, decoded with its capabilities (flag names 'READ', 'WRITE', 'MMAP', 'CAPS'). */
+export interface RegionInfo extends InfoWithCaps<RegionCap> {
   index: number;
   /** 'BAR0'…, 'CONFIG', 'GFX/EDID', 'REGION<n>' (see {@link regionName}). */
   name: string;
-  capOffset: number;
   /** Region size in bytes. */
   size: bigint;
   /** Offset of the region in the device fd (for pread/pwrite/mmap). */
   offset: bigint;
-  /** Decoded region capabilities ([] when there are none or they were not returned). */
-  caps: RegionCap[];
-  /** The kernel has capabilities that did not fit: repeat with `argsz` bytes. */
-  truncated: boolean;
 }
 
 /**
@@ -185,14 +179,9 @@ export interface RegionInfo {
  * therefore gives `truncated: true` and no caps.
  */
 export function decodeRegionInfo(buf: Buffer | Uint8Array): RegionInfo {
-  const b = asBuffer(buf);
-  const v = view(b, 'vfio_region_info');
-  const argsz = v.u32('argsz');
-  const flags = v.u32('flags');
+  const { v, argsz, flags, capOffset, raws, truncated } = infoReply(buf, 'vfio_region_info', VFIO_REGION_INFO_FLAG_CAPS);
   const index = v.u32('index');
-  const capOffset = v.u32('cap_offset');
-  const chain = infoChain(b, 'vfio_region_info', argsz, (flags & VFIO_REGION_INFO_FLAG_CAPS) !== 0, capOffset);
-  const caps = chain.raws.map(decodeRegionCap);
+  const caps = raws.map(decodeRegionCap);
   const typeCap = caps.find((c): c is RegionTypeCap => c.kind === 'type');
   return {
     argsz,
@@ -204,7 +193,7 @@ export function decodeRegionInfo(buf: Buffer | Uint8Array): RegionInfo {
     size: v.u64('size'),
     offset: v.u64('offset'),
     caps,
-    truncated: chain.truncated,
+    truncated,
   };
 }
 
@@ -419,37 +408,23 @@ export function decodeEdidRegs(buf: Buffer | Uint8Array): EdidRegs {
 
 // ---- type1 IOMMU info ------------------------------------------------------------------------------------
 
-/** struct vfio_iommu_type1_info, decoded with its capabilities. */
-export interface Type1Info {
-  /** The size the kernel needs for the whole reply (72 for an mdev-only container). */
-  argsz: number;
-  flags: number;
-  /** 'PGSIZES', 'CAPS'. */
-  flagNames: string[];
+/** struct vfio_iommu_type1_info, decoded with its capabilities (flag names 'PGSIZES', 'CAPS'; argsz 72 for an mdev-only container). */
+export interface Type1Info extends InfoWithCaps<Type1Cap> {
   /** Bitmap of supported IOMMU page sizes. */
   iovaPgsizes: bigint;
-  capOffset: number;
-  caps: Type1Cap[];
-  /** The kernel has capabilities that did not fit: repeat with `argsz` bytes. */
-  truncated: boolean;
 }
 
 /** Decodes VFIO_IOMMU_GET_INFO on a type1 container. */
 export function decodeType1Info(buf: Buffer | Uint8Array): Type1Info {
-  const b = asBuffer(buf);
-  const v = view(b, 'vfio_iommu_type1_info');
-  const argsz = v.u32('argsz');
-  const flags = v.u32('flags');
-  const capOffset = v.u32('cap_offset');
-  const chain = infoChain(b, 'vfio_iommu_type1_info', argsz, (flags & VFIO_IOMMU_INFO_CAPS) !== 0, capOffset);
+  const { v, argsz, flags, capOffset, raws, truncated } = infoReply(buf, 'vfio_iommu_type1_info', VFIO_IOMMU_INFO_CAPS);
   return {
     argsz,
     flags,
     flagNames: bitNames(flags, TYPE1_INFO_FLAGS),
     iovaPgsizes: v.u64('iova_pgsizes'),
     capOffset,
-    caps: chain.raws.map(decodeType1Cap),
-    truncated: chain.truncated,
+    caps: raws.map(decodeType1Cap),
+    truncated,
   };
 }
 
