@@ -86,6 +86,38 @@ const RULES: HintRule[] = [
     when: (c) => (c.code === 'EACCES' || c.code === 'EPERM') && under(c, '/sys/'),
     hint: 'writing sysfs attributes needs root',
   },
+  {
+    when: (c) => c.code === 'EINVAL' && c.operation !== undefined && c.operation.startsWith('mdev '),
+    hint: 'an mdev UUID is 36 characters, 8-4-4-4-12 hexadecimal digits (any case); omit it when creating to get a fresh one',
+  },
+  {
+    when: (c) => c.code === 'ENOENT' && op(c, 'mdev create', 'mdev types', 'mdev type'),
+    hint: 'list the parents and types with `vfio mdev types`; the sample parents come from the mtty, mdpy and mbochs modules (modprobe them)',
+  },
+  {
+    when: (c) => c.code === 'ENOENT' && op(c, 'mdev remove', 'mdev lookup'),
+    hint: 'no mdev has that UUID (removed already?): list them with `vfio mdev list`',
+  },
+  {
+    when: (c) => c.code === 'EBUSY' && op(c, 'mdev remove'),
+    hint: 'close this process\'s handles on the device first: the kernel would block the remove write until they are closed',
+  },
+  {
+    when: (c) => c.code === 'ETIMEDOUT' && op(c, 'mdev create'),
+    hint: 'the kernel accepted the UUID but the device did not reach VFIO in time; it is still listed by `vfio mdev list`: check its driver binding and remove it with `vfio mdev remove`',
+  },
+  {
+    when: (c) => c.code === 'ETIMEDOUT' && op(c, 'mdev remove'),
+    hint: 'a process holds the device open; the kernel finishes the removal in the background once it is closed',
+  },
+  {
+    when: (c) => c.code === 'EAGAIN' && op(c, 'mdev remove'),
+    hint: 'the device is still being created or is already being removed: try again shortly',
+  },
+  {
+    when: (c) => c.code === 'ENODEV' && op(c, 'mdev create', 'mdev remove'),
+    hint: 'the parent is being unregistered (its module is unloading)',
+  },
 ];
 
 /** The hint for a failure, or undefined when none is known. */
