@@ -47,16 +47,27 @@ export const PCI_CFG_SPACE_SIZE = 0x100;
 /** PCI Express / PCI-X 2.0 config space size. */
 export const PCI_CFG_SPACE_EXP_SIZE = 0x1000;
 
+/** Command: respond to I/O space accesses. */
 export const PCI_COMMAND_IO = 0x1;
+/** Command: respond to memory space accesses. */
 export const PCI_COMMAND_MEMORY = 0x2;
+/** Command: bus mastering (DMA) enabled. */
 export const PCI_COMMAND_MASTER = 0x4;
+/** Command: respond to special cycles. */
 export const PCI_COMMAND_SPECIAL = 0x8;
+/** Command: memory write and invalidate. */
 export const PCI_COMMAND_INVALIDATE = 0x10;
+/** Command: VGA palette snooping. */
 export const PCI_COMMAND_VGA_PALETTE = 0x20;
+/** Command: parity error response. */
 export const PCI_COMMAND_PARITY = 0x40;
+/** Command: address/data stepping. */
 export const PCI_COMMAND_WAIT = 0x80;
+/** Command: SERR# enabled. */
 export const PCI_COMMAND_SERR = 0x100;
+/** Command: fast back-to-back writes. */
 export const PCI_COMMAND_FAST_BACK = 0x200;
+/** Command: INTx emulation disabled. */
 export const PCI_COMMAND_INTX_DISABLE = 0x400;
 /** Command register bit names. */
 export const PCI_COMMAND_BITS = {
@@ -73,6 +84,7 @@ export const PCI_COMMAND_BITS = {
   INTX_DISABLE: PCI_COMMAND_INTX_DISABLE,
 } as const;
 
+/** Status: the capability list at 0x34 is valid. */
 export const PCI_STATUS_CAP_LIST = 0x10;
 /** Status register bit names (the 2-bit DEVSEL timing field is left out). */
 export const PCI_STATUS_BITS = {
@@ -91,8 +103,11 @@ export const PCI_STATUS_BITS = {
 } as const;
 const PCI_STATUS_DEVSEL_MASK = 0x600;
 
+/** Header type 0: an endpoint (6 BARs). */
 export const PCI_HEADER_TYPE_NORMAL = 0;
+/** Header type 1: a PCI-to-PCI bridge (2 BARs). */
 export const PCI_HEADER_TYPE_BRIDGE = 1;
+/** Header type 2: a CardBus bridge. */
 export const PCI_HEADER_TYPE_CARDBUS = 2;
 const PCI_HEADER_TYPE_MASK = 0x7f;
 const PCI_HEADER_TYPE_MFD = 0x80;
@@ -107,9 +122,13 @@ const PCI_BASE_ADDRESS_MEM_MASK = ~0xf;
 
 /** Standard capability ids. */
 export const PCI_CAP_ID_PM = 0x01;
+/** Capability id: MSI. */
 export const PCI_CAP_ID_MSI = 0x05;
+/** Capability id: vendor specific. */
 export const PCI_CAP_ID_VNDR = 0x09;
+/** Capability id: PCI Express. */
 export const PCI_CAP_ID_EXP = 0x10;
+/** Capability id: MSI-X. */
 export const PCI_CAP_ID_MSIX = 0x11;
 
 /** Standard capability id → name. */
@@ -174,6 +193,7 @@ export const PCI_EXT_CAP_NAMES: Readonly<Record<number, string>> = {
   0x2e: 'DOE',
 };
 
+/** Extended capability id: Device Serial Number. */
 export const PCI_EXT_CAP_ID_DSN = 0x03;
 
 /** PCI Express device/port types (PCI_EXP_FLAGS_TYPE). */

@@ -84,18 +84,23 @@ export class StructView<S extends StructName> {
     return p;
   }
 
+  /** Reads a `__u8` field. */
   u8(field: FieldName<S>): number {
     return this.buf.readUInt8(this.pos(field, 1));
   }
+  /** Reads a little-endian `__u16` field. */
   u16(field: FieldName<S>): number {
     return this.buf.readUInt16LE(this.pos(field, 2));
   }
+  /** Reads a little-endian `__u32` field. */
   u32(field: FieldName<S>): number {
     return this.buf.readUInt32LE(this.pos(field, 4));
   }
+  /** Reads a little-endian `__s32` field. */
   s32(field: FieldName<S>): number {
     return this.buf.readInt32LE(this.pos(field, 4));
   }
+  /** Reads a little-endian `__u64` field as a bigint. */
   u64(field: FieldName<S>): bigint {
     return this.buf.readBigUInt64LE(this.pos(field, 8));
   }
@@ -111,24 +116,33 @@ export function view<S extends StructName>(buf: Buffer, struct: S, base = 0, nee
  * writers. Values must already be validated (see the `check*` helpers).
  */
 export class StructWriter<S extends StructName> {
+  /** The struct's bytes (size + extra), zero-filled. */
   readonly buf: Buffer;
+  /**
+   * @param struct the struct's kernel name
+   * @param extra  trailing bytes (flexible array data)
+   */
   constructor(
     readonly struct: S,
     extra = 0,
   ) {
     this.buf = Buffer.alloc(LAYOUTS[struct].size + extra);
   }
+  /** The offset of a field. */
   at(field: FieldName<S>): number {
     return offsetOf(this.struct, field);
   }
+  /** Writes a `__u32` field. */
   u32(field: FieldName<S>, v: number): this {
     this.buf.writeUInt32LE(v, this.at(field));
     return this;
   }
+  /** Writes an `__s32` field. */
   s32(field: FieldName<S>, v: number): this {
     this.buf.writeInt32LE(v, this.at(field));
     return this;
   }
+  /** Writes a `__u64` field. */
   u64(field: FieldName<S>, v: bigint): this {
     this.buf.writeBigUInt64LE(v, this.at(field));
     return this;

@@ -118,14 +118,21 @@ export const IOMMU_FAULT_QUEUE_ALLOC = 0x3b8e;
 
 /** What VFIO_GET_API_VERSION returns. */
 export const VFIO_API_VERSION = 0;
+/** IOMMU type / extension: x86 type1 IOMMU (v1 unmap semantics). */
 export const VFIO_TYPE1_IOMMU = 1;
+/** IOMMU type / extension: POWER sPAPR TCE. */
 export const VFIO_SPAPR_TCE_IOMMU = 2;
+/** IOMMU type / extension: type1 v2 (the default; exact unmap semantics). */
 export const VFIO_TYPE1v2_IOMMU = 3;
 /** Extension: the IOMMU enforces DMA cache coherence. */
 export const VFIO_DMA_CC_IOMMU = 4;
+/** Extension: POWER EEH error recovery. */
 export const VFIO_EEH = 5;
+/** IOMMU type / extension: type1 with nesting (implies v2). */
 export const VFIO_TYPE1_NESTING_IOMMU = 6;
+/** IOMMU type / extension: sPAPR TCE v2. */
 export const VFIO_SPAPR_TCE_v2_IOMMU = 7;
+/** IOMMU type / extension: no-IOMMU mode (unsafe, CONFIG_VFIO_NOIOMMU). */
 export const VFIO_NOIOMMU_IOMMU = 8;
 /** Extension: VFIO_DMA_UNMAP_FLAG_ALL is supported. */
 export const VFIO_UNMAP_ALL = 9;
@@ -148,21 +155,32 @@ export const VFIO_EXTENSIONS = {
 
 // ---- group -------------------------------------------------------------------------
 
+/** Group status: every device of the group is bound to a VFIO driver or unbound. */
 export const VFIO_GROUP_FLAGS_VIABLE = 1 << 0;
+/** Group status: the group is attached to a container (or iommufd). */
 export const VFIO_GROUP_FLAGS_CONTAINER_SET = 1 << 1;
 /** Group status flag names. */
 export const GROUP_FLAGS = { VIABLE: VFIO_GROUP_FLAGS_VIABLE, CONTAINER_SET: VFIO_GROUP_FLAGS_CONTAINER_SET } as const;
 
 // ---- device info ---------------------------------------------------------------------
 
+/** Device info flag: VFIO_DEVICE_RESET is supported. */
 export const VFIO_DEVICE_FLAGS_RESET = 1 << 0;
+/** Device info flag: a vfio-pci device (fixed PCI region and irq indexes). */
 export const VFIO_DEVICE_FLAGS_PCI = 1 << 1;
+/** Device info flag: a vfio-platform device. */
 export const VFIO_DEVICE_FLAGS_PLATFORM = 1 << 2;
+/** Device info flag: a vfio-amba device. */
 export const VFIO_DEVICE_FLAGS_AMBA = 1 << 3;
+/** Device info flag: a vfio-ccw device (s390). */
 export const VFIO_DEVICE_FLAGS_CCW = 1 << 4;
+/** Device info flag: a vfio-ap device (s390). */
 export const VFIO_DEVICE_FLAGS_AP = 1 << 5;
+/** Device info flag: a vfio-fsl-mc device. */
 export const VFIO_DEVICE_FLAGS_FSL_MC = 1 << 6;
+/** Device info flag: the reply carries a capability chain at cap_offset. */
 export const VFIO_DEVICE_FLAGS_CAPS = 1 << 7;
+/** Device info flag: a vfio-cdx device. */
 export const VFIO_DEVICE_FLAGS_CDX = 1 << 8;
 /** Device info flag names. */
 export const DEVICE_FLAGS = {
@@ -179,12 +197,19 @@ export const DEVICE_FLAGS = {
 
 /** Device-info capability ids (their own namespace). 1-4 are s390 zPCI. */
 export const VFIO_DEVICE_INFO_CAP_ZPCI_BASE = 1;
+/** Device-info capability: s390 zPCI group (kept raw). */
 export const VFIO_DEVICE_INFO_CAP_ZPCI_GROUP = 2;
+/** Device-info capability: s390 zPCI utility string (kept raw). */
 export const VFIO_DEVICE_INFO_CAP_ZPCI_UTIL = 3;
+/** Device-info capability: s390 zPCI PCI function path (kept raw). */
 export const VFIO_DEVICE_INFO_CAP_ZPCI_PFIP = 4;
+/** Device-info capability: PCIe AtomicOp completion widths. */
 export const VFIO_DEVICE_INFO_CAP_PCI_ATOMIC_COMP = 5;
+/** PCI_ATOMIC_COMP flag: 32-bit AtomicOp completion. */
 export const VFIO_PCI_ATOMIC_COMP32 = 1 << 0;
+/** PCI_ATOMIC_COMP flag: 64-bit AtomicOp completion. */
 export const VFIO_PCI_ATOMIC_COMP64 = 1 << 1;
+/** PCI_ATOMIC_COMP flag: 128-bit CAS completion. */
 export const VFIO_PCI_ATOMIC_COMP128 = 1 << 2;
 /** PCI_ATOMIC_COMP flag names. */
 export const ATOMIC_COMP_FLAGS = {
@@ -195,16 +220,24 @@ export const ATOMIC_COMP_FLAGS = {
 
 /** `device_api` strings of mdev types. */
 export const VFIO_DEVICE_API_PCI_STRING = 'vfio-pci';
+/** `device_api` of vfio-platform mdev types. */
 export const VFIO_DEVICE_API_PLATFORM_STRING = 'vfio-platform';
+/** `device_api` of vfio-amba mdev types. */
 export const VFIO_DEVICE_API_AMBA_STRING = 'vfio-amba';
+/** `device_api` of vfio-ccw mdev types. */
 export const VFIO_DEVICE_API_CCW_STRING = 'vfio-ccw';
+/** `device_api` of vfio-ap mdev types. */
 export const VFIO_DEVICE_API_AP_STRING = 'vfio-ap';
 
 // ---- regions -------------------------------------------------------------------------
 
+/** Region flag: pread is supported. */
 export const VFIO_REGION_INFO_FLAG_READ = 1 << 0;
+/** Region flag: pwrite is supported. */
 export const VFIO_REGION_INFO_FLAG_WRITE = 1 << 1;
+/** Region flag: mmap is supported (possibly only the sparse areas). */
 export const VFIO_REGION_INFO_FLAG_MMAP = 1 << 2;
+/** Region flag: the reply carries a capability chain at cap_offset. */
 export const VFIO_REGION_INFO_FLAG_CAPS = 1 << 3;
 /** Region flag names. */
 export const REGION_FLAGS = {
@@ -216,7 +249,9 @@ export const REGION_FLAGS = {
 
 /** Region-info capability ids (their own namespace). */
 export const VFIO_REGION_INFO_CAP_SPARSE_MMAP = 1;
+/** Region-info capability: the type/subtype of a device-specific region. */
 export const VFIO_REGION_INFO_CAP_TYPE = 2;
+/** Region-info capability: the MSI-X table of this BAR may be mmapped. */
 export const VFIO_REGION_INFO_CAP_MSIX_MAPPABLE = 3;
 /** Deprecated, no longer provided by the kernel. */
 export const VFIO_REGION_INFO_CAP_NVLINK2_SSATGT = 4;
@@ -225,13 +260,19 @@ export const VFIO_REGION_INFO_CAP_NVLINK2_LNKSPD = 5;
 
 /** Region types (vfio_region_info_cap_type.type). */
 export const VFIO_REGION_TYPE_PCI_VENDOR_TYPE = 0x8000_0000;
+/** Mask of the PCI vendor id in a PCI_VENDOR_TYPE region type. */
 export const VFIO_REGION_TYPE_PCI_VENDOR_MASK = 0xffff;
+/** Region type: graphics (subtype EDID). */
 export const VFIO_REGION_TYPE_GFX = 1;
+/** Region type: s390 channel I/O. */
 export const VFIO_REGION_TYPE_CCW = 2;
+/** Region type: v1 migration (deprecated, no longer provided). */
 export const VFIO_REGION_TYPE_MIGRATION_DEPRECATED = 3;
 /** Subtypes of PCI_VENDOR_TYPE | 0x8086. */
 export const VFIO_REGION_SUBTYPE_INTEL_IGD_OPREGION = 1;
+/** Subtype of PCI_VENDOR_TYPE | 0x8086: IGD host bridge config. */
 export const VFIO_REGION_SUBTYPE_INTEL_IGD_HOST_CFG = 2;
+/** Subtype of PCI_VENDOR_TYPE | 0x8086: IGD LPC bridge config. */
 export const VFIO_REGION_SUBTYPE_INTEL_IGD_LPC_CFG = 3;
 /** Subtype of PCI_VENDOR_TYPE | 0x10de (deprecated). */
 export const VFIO_REGION_SUBTYPE_NVIDIA_NVLINK2_RAM = 1;
@@ -239,32 +280,49 @@ export const VFIO_REGION_SUBTYPE_NVIDIA_NVLINK2_RAM = 1;
 export const VFIO_REGION_SUBTYPE_IBM_NVLINK2_ATSD = 1;
 /** Subtype of GFX: the EDID region (struct vfio_region_gfx_edid). */
 export const VFIO_REGION_SUBTYPE_GFX_EDID = 1;
+/** Subtype of CCW: asynchronous command region. */
 export const VFIO_REGION_SUBTYPE_CCW_ASYNC_CMD = 1;
+/** Subtype of CCW: subchannel information block. */
 export const VFIO_REGION_SUBTYPE_CCW_SCHIB = 2;
+/** Subtype of CCW: channel report word. */
 export const VFIO_REGION_SUBTYPE_CCW_CRW = 3;
+/** Subtype of MIGRATION_DEPRECATED. */
 export const VFIO_REGION_SUBTYPE_MIGRATION_DEPRECATED = 1;
 /** vfio_region_gfx_edid.link_state values. */
 export const VFIO_DEVICE_GFX_LINK_STATE_UP = 1;
+/** EDID link_state: monitor off. */
 export const VFIO_DEVICE_GFX_LINK_STATE_DOWN = 2;
 
 /** Fixed vfio-pci region indexes. */
 export const VFIO_PCI_BAR0_REGION_INDEX = 0;
+/** vfio-pci region index of BAR1. */
 export const VFIO_PCI_BAR1_REGION_INDEX = 1;
+/** vfio-pci region index of BAR2. */
 export const VFIO_PCI_BAR2_REGION_INDEX = 2;
+/** vfio-pci region index of BAR3. */
 export const VFIO_PCI_BAR3_REGION_INDEX = 3;
+/** vfio-pci region index of BAR4. */
 export const VFIO_PCI_BAR4_REGION_INDEX = 4;
+/** vfio-pci region index of BAR5. */
 export const VFIO_PCI_BAR5_REGION_INDEX = 5;
+/** vfio-pci region index of the expansion ROM. */
 export const VFIO_PCI_ROM_REGION_INDEX = 6;
+/** vfio-pci region index of PCI config space. */
 export const VFIO_PCI_CONFIG_REGION_INDEX = 7;
+/** vfio-pci region index of the legacy VGA ranges. */
 export const VFIO_PCI_VGA_REGION_INDEX = 8;
 /** Indexes ≥ this are device specific and described by a TYPE capability. */
 export const VFIO_PCI_NUM_REGIONS = 9;
 
 // ---- irqs ------------------------------------------------------------------------------
 
+/** IRQ info flag: signalled through eventfds. */
 export const VFIO_IRQ_INFO_EVENTFD = 1 << 0;
+/** IRQ info flag: MASK/UNMASK actions are supported. */
 export const VFIO_IRQ_INFO_MASKABLE = 1 << 1;
+/** IRQ info flag: masked after each signal until UNMASK (level-triggered INTx). */
 export const VFIO_IRQ_INFO_AUTOMASKED = 1 << 2;
+/** IRQ info flag: vectors cannot be added without disabling the index first. */
 export const VFIO_IRQ_INFO_NORESIZE = 1 << 3;
 /** IRQ info flag names. */
 export const IRQ_FLAGS = {
@@ -274,15 +332,21 @@ export const IRQ_FLAGS = {
   NORESIZE: VFIO_IRQ_INFO_NORESIZE,
 } as const;
 
+/** SET_IRQS: no data; act on the vectors directly. */
 export const VFIO_IRQ_SET_DATA_NONE = 1 << 0;
 /** Data is one u8 per vector. */
 export const VFIO_IRQ_SET_DATA_BOOL = 1 << 1;
 /** Data is one s32 eventfd per vector (-1 = de-assign / skip). */
 export const VFIO_IRQ_SET_DATA_EVENTFD = 1 << 2;
+/** SET_IRQS action: mask. */
 export const VFIO_IRQ_SET_ACTION_MASK = 1 << 3;
+/** SET_IRQS action: unmask. */
 export const VFIO_IRQ_SET_ACTION_UNMASK = 1 << 4;
+/** SET_IRQS action: set the trigger eventfds, or trigger (loopback) with NONE/BOOL. */
 export const VFIO_IRQ_SET_ACTION_TRIGGER = 1 << 5;
+/** All SET_IRQS DATA_* bits. */
 export const VFIO_IRQ_SET_DATA_TYPE_MASK = VFIO_IRQ_SET_DATA_NONE | VFIO_IRQ_SET_DATA_BOOL | VFIO_IRQ_SET_DATA_EVENTFD;
+/** All SET_IRQS ACTION_* bits. */
 export const VFIO_IRQ_SET_ACTION_TYPE_MASK =
   VFIO_IRQ_SET_ACTION_MASK | VFIO_IRQ_SET_ACTION_UNMASK | VFIO_IRQ_SET_ACTION_TRIGGER;
 /** SET_IRQS flag names. */
@@ -297,10 +361,15 @@ export const IRQ_SET_FLAGS = {
 
 /** Fixed vfio-pci irq indexes. */
 export const VFIO_PCI_INTX_IRQ_INDEX = 0;
+/** vfio-pci irq index of MSI. */
 export const VFIO_PCI_MSI_IRQ_INDEX = 1;
+/** vfio-pci irq index of MSI-X. */
 export const VFIO_PCI_MSIX_IRQ_INDEX = 2;
+/** vfio-pci irq index of the AER error notification (PCIe only). */
 export const VFIO_PCI_ERR_IRQ_INDEX = 3;
+/** vfio-pci irq index of the device release request. */
 export const VFIO_PCI_REQ_IRQ_INDEX = 4;
+/** Number of fixed vfio-pci irq indexes. */
 export const VFIO_PCI_NUM_IRQS = 5;
 
 // ---- PCI hot reset ---------------------------------------------------------------------
@@ -321,8 +390,11 @@ export const VFIO_PCI_DEVID_NOT_OWNED = 0xffff_ffff;
 
 // ---- gfx planes ------------------------------------------------------------------------
 
+/** Gfx plane flag: only ask whether the plane kind is supported. */
 export const VFIO_GFX_PLANE_TYPE_PROBE = 1 << 0;
+/** Gfx plane flag: the plane is exported as a dma-buf (dmabuf_id). */
 export const VFIO_GFX_PLANE_TYPE_DMABUF = 1 << 1;
+/** Gfx plane flag: the plane lives in a device region (region_index). */
 export const VFIO_GFX_PLANE_TYPE_REGION = 1 << 2;
 /** Gfx plane flag names. */
 export const GFX_PLANE_FLAGS = {
@@ -332,39 +404,61 @@ export const GFX_PLANE_FLAGS = {
 } as const;
 /** drm_plane_type values (include/drm/drm_plane.h enum drm_plane_type). */
 export const DRM_PLANE_TYPE_OVERLAY = 0;
+/** drm_plane_type: the primary plane. */
 export const DRM_PLANE_TYPE_PRIMARY = 1;
+/** drm_plane_type: the cursor plane. */
 export const DRM_PLANE_TYPE_CURSOR = 2;
 /** DRM_FORMAT_XRGB8888, fourcc 'XR24'. */
 export const DRM_FORMAT_XRGB8888 = 0x3432_5258;
 
 // ---- ioeventfd ---------------------------------------------------------------------------
 
+/** ioeventfd flag: 1-byte write. */
 export const VFIO_DEVICE_IOEVENTFD_8 = 1 << 0;
+/** ioeventfd flag: 2-byte write. */
 export const VFIO_DEVICE_IOEVENTFD_16 = 1 << 1;
+/** ioeventfd flag: 4-byte write. */
 export const VFIO_DEVICE_IOEVENTFD_32 = 1 << 2;
+/** ioeventfd flag: 8-byte write. */
 export const VFIO_DEVICE_IOEVENTFD_64 = 1 << 3;
+/** All ioeventfd size bits. */
 export const VFIO_DEVICE_IOEVENTFD_SIZE_MASK = 0xf;
 
 // ---- device features ----------------------------------------------------------------------
 
 /** The feature id occupies the low 16 bits of vfio_device_feature.flags. */
 export const VFIO_DEVICE_FEATURE_MASK = 0xffff;
+/** Device feature op: read the feature into data. */
 export const VFIO_DEVICE_FEATURE_GET = 1 << 16;
+/** Device feature op: write the feature from data. */
 export const VFIO_DEVICE_FEATURE_SET = 1 << 17;
+/** Device feature op: ask whether the feature (and GET/SET) is supported. */
 export const VFIO_DEVICE_FEATURE_PROBE = 1 << 18;
+/** Feature: SR-IOV VF token (16-byte UUID), SET on a PF. */
 export const VFIO_DEVICE_FEATURE_PCI_VF_TOKEN = 0;
+/** Feature: migration support flags (struct vfio_device_feature_migration). */
 export const VFIO_DEVICE_FEATURE_MIGRATION = 1;
+/** Feature: migration state (struct vfio_device_feature_mig_state). */
 export const VFIO_DEVICE_FEATURE_MIG_DEVICE_STATE = 2;
+/** Feature: allow runtime low-power entry. */
 export const VFIO_DEVICE_FEATURE_LOW_POWER_ENTRY = 3;
+/** Feature: low-power entry with a wake-up eventfd. */
 export const VFIO_DEVICE_FEATURE_LOW_POWER_ENTRY_WITH_WAKEUP = 4;
+/** Feature: leave low power. */
 export const VFIO_DEVICE_FEATURE_LOW_POWER_EXIT = 5;
+/** Feature: start device DMA dirty logging. */
 export const VFIO_DEVICE_FEATURE_DMA_LOGGING_START = 6;
+/** Feature: stop device DMA dirty logging. */
 export const VFIO_DEVICE_FEATURE_DMA_LOGGING_STOP = 7;
+/** Feature: read and clear the device DMA dirty log. */
 export const VFIO_DEVICE_FEATURE_DMA_LOGGING_REPORT = 8;
+/** Feature: estimated STOP_COPY data length (struct vfio_device_feature_mig_data_size). */
 export const VFIO_DEVICE_FEATURE_MIG_DATA_SIZE = 9;
+/** Feature: set or clear bus mastering (CDX devices only). */
 export const VFIO_DEVICE_FEATURE_BUS_MASTER = 10;
 /** vfio_device_feature_bus_master.op values. */
 export const VFIO_DEVICE_FEATURE_CLEAR_MASTER = 0;
+/** BUS_MASTER op: set bus mastering. */
 export const VFIO_DEVICE_FEATURE_SET_MASTER = 1;
 /** Device feature ids by name. */
 export const DEVICE_FEATURES = {
@@ -383,7 +477,9 @@ export const DEVICE_FEATURES = {
 
 /** vfio_device_feature_migration.flags bits. */
 export const VFIO_MIGRATION_STOP_COPY = 1 << 0;
+/** Migration flag: RUNNING_P2P is supported. */
 export const VFIO_MIGRATION_P2P = 1 << 1;
+/** Migration flag: PRE_COPY (and PRE_COPY_P2P with P2P) are supported. */
 export const VFIO_MIGRATION_PRE_COPY = 1 << 2;
 /** Migration flag names. */
 export const MIGRATION_FLAGS = {
@@ -394,12 +490,19 @@ export const MIGRATION_FLAGS = {
 
 /** enum vfio_device_mig_state. */
 export const VFIO_DEVICE_STATE_ERROR = 0;
+/** Migration state: stopped. */
 export const VFIO_DEVICE_STATE_STOP = 1;
+/** Migration state: running normally. */
 export const VFIO_DEVICE_STATE_RUNNING = 2;
+/** Migration state: stopped, device state readable from data_fd. */
 export const VFIO_DEVICE_STATE_STOP_COPY = 3;
+/** Migration state: stopped, loading device state from data_fd. */
 export const VFIO_DEVICE_STATE_RESUMING = 4;
+/** Migration state: running without initiating P2P DMA. */
 export const VFIO_DEVICE_STATE_RUNNING_P2P = 5;
+/** Migration state: running while state is streamed out. */
 export const VFIO_DEVICE_STATE_PRE_COPY = 6;
+/** Migration state: PRE_COPY without initiating P2P DMA. */
 export const VFIO_DEVICE_STATE_PRE_COPY_P2P = 7;
 /** Migration state names by value. */
 export const MIG_STATE_NAMES: readonly string[] = [
@@ -415,42 +518,62 @@ export const MIG_STATE_NAMES: readonly string[] = [
 
 // ---- type1 IOMMU -----------------------------------------------------------------------------
 
+/** Type1 info flag: iova_pgsizes is valid. */
 export const VFIO_IOMMU_INFO_PGSIZES = 1 << 0;
+/** Type1 info flag: the reply carries a capability chain at cap_offset. */
 export const VFIO_IOMMU_INFO_CAPS = 1 << 1;
 /** Type1 info flag names. */
 export const TYPE1_INFO_FLAGS = { PGSIZES: VFIO_IOMMU_INFO_PGSIZES, CAPS: VFIO_IOMMU_INFO_CAPS } as const;
 /** Type1 IOMMU-info capability ids (their own namespace). */
 export const VFIO_IOMMU_TYPE1_INFO_CAP_IOVA_RANGE = 1;
+/** Type1 IOMMU-info capability: dirty page logging support. */
 export const VFIO_IOMMU_TYPE1_INFO_CAP_MIGRATION = 2;
+/** Type1 IOMMU-info capability: DMA mappings still available. */
 export const VFIO_IOMMU_TYPE1_INFO_DMA_AVAIL = 3;
+/** MAP_DMA flag: the device may read the memory. */
 export const VFIO_DMA_MAP_FLAG_READ = 1 << 0;
+/** MAP_DMA flag: the device may write the memory. */
 export const VFIO_DMA_MAP_FLAG_WRITE = 1 << 1;
+/** MAP_DMA flag: update the vaddr of an invalidated mapping. */
 export const VFIO_DMA_MAP_FLAG_VADDR = 1 << 2;
+/** UNMAP_DMA flag: return the dirty bitmap of the range first. */
 export const VFIO_DMA_UNMAP_FLAG_GET_DIRTY_BITMAP = 1 << 0;
+/** UNMAP_DMA flag: unmap everything (iova and size 0). */
 export const VFIO_DMA_UNMAP_FLAG_ALL = 1 << 1;
+/** UNMAP_DMA flag: invalidate the vaddr only, keep the mapping. */
 export const VFIO_DMA_UNMAP_FLAG_VADDR = 1 << 2;
+/** DIRTY_PAGES flag: start logging. */
 export const VFIO_IOMMU_DIRTY_PAGES_FLAG_START = 1 << 0;
+/** DIRTY_PAGES flag: stop logging. */
 export const VFIO_IOMMU_DIRTY_PAGES_FLAG_STOP = 1 << 1;
+/** DIRTY_PAGES flag: read the bitmap of a range. */
 export const VFIO_IOMMU_DIRTY_PAGES_FLAG_GET_BITMAP = 1 << 2;
 
 // ---- iommufd -----------------------------------------------------------------------------------
 
 /** iommu_ioas_map.flags. */
 export const IOMMU_IOAS_MAP_FIXED_IOVA = 1 << 0;
+/** iommu_ioas_map flag: the device may write. */
 export const IOMMU_IOAS_MAP_WRITEABLE = 1 << 1;
+/** iommu_ioas_map flag: the device may read. */
 export const IOMMU_IOAS_MAP_READABLE = 1 << 2;
 /** iommu_option.option_id. */
 export const IOMMU_OPTION_RLIMIT_MODE = 0;
+/** iommu_option id: use huge pages in the IOAS (per IOAS, default 1). */
 export const IOMMU_OPTION_HUGE_PAGES = 1;
 /** iommu_option.op. */
 export const IOMMU_OPTION_OP_SET = 0;
+/** iommu_option op: read val64. */
 export const IOMMU_OPTION_OP_GET = 1;
 /** iommu_vfio_ioas.op. */
 export const IOMMU_VFIO_IOAS_GET = 0;
+/** iommu_vfio_ioas op: set the compat IOAS. */
 export const IOMMU_VFIO_IOAS_SET = 1;
+/** iommu_vfio_ioas op: clear the compat IOAS. */
 export const IOMMU_VFIO_IOAS_CLEAR = 2;
 /** iommu_hw_info.out_data_type. */
 export const IOMMU_HW_INFO_TYPE_NONE = 0;
+/** iommu_hw_info type: struct iommu_hw_info_vtd. */
 export const IOMMU_HW_INFO_TYPE_INTEL_VTD = 1;
 /** iommu_hw_info.out_capabilities bits. */
 export const IOMMU_HW_CAP_DIRTY_TRACKING = 1 << 0;
@@ -458,10 +581,13 @@ export const IOMMU_HW_CAP_DIRTY_TRACKING = 1 << 0;
 export const IOMMU_HW_INFO_VTD_ERRATA_772415_SPR17 = 1 << 0;
 /** iommu_hwpt_alloc.flags. */
 export const IOMMU_HWPT_ALLOC_NEST_PARENT = 1 << 0;
+/** iommu_hwpt_alloc flag: enforce dirty tracking support. */
 export const IOMMU_HWPT_ALLOC_DIRTY_TRACKING = 1 << 1;
+/** iommu_hwpt_alloc flag: fault_id is valid (IOPF-capable HWPT). */
 export const IOMMU_HWPT_FAULT_ID_VALID = 1 << 2;
 /** iommu_hwpt_alloc.data_type. */
 export const IOMMU_HWPT_DATA_NONE = 0;
+/** iommu_hwpt_alloc data_type: Intel VT-d stage-1 page table. */
 export const IOMMU_HWPT_DATA_VTD_S1 = 1;
 /** iommu_hw_info capability names. */
 export const HW_INFO_CAPS = { DIRTY_TRACKING: IOMMU_HW_CAP_DIRTY_TRACKING } as const;
