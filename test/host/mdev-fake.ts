@@ -121,7 +121,7 @@ export class FakeSys {
    * type links, driver, a fresh IOMMU group with its node (unless `groupNode`
    * is false) and a vfio cdev. Returns { group, vfio }.
    */
-  addMdev(parent: string, type: string, uuid: string, opts: { groupNode?: boolean; iommuGroup?: boolean } = {}): { group: number; vfio: number } {
+  addMdev(parent: string, type: string, uuid: string, opts: { groupNode?: boolean; iommuGroup?: boolean; vfio?: boolean } = {}): { group: number; vfio: number } {
     const pdir = this.#parentDir.get(parent)!;
     const dev = `${pdir}/${uuid}`;
     const group = 100 + this.#group++;
@@ -135,7 +135,7 @@ export class FakeSys {
     this.link(`${pdir}/mdev_supported_types/${type}/devices/${uuid}`, dev);
     if (opts.iommuGroup === false) return { group: -1, vfio };
     this.addGroup(group, { name: 'vfio-noiommu', type: 'unknown', node: opts.groupNode !== false });
-    this.#attach(dev, group, vfio, true);
+    this.#attach(dev, group, opts.vfio === false ? null : vfio, true);
     return { group, vfio };
   }
 

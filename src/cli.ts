@@ -1,0 +1,328 @@
+#!/usr/bin/env node
+/**
+ * The `vfio` command line. Every command is one entry of {@link COMMANDS}:
+ * its words, its positional arguments, the options it accepts and a `run`
+ * function. Exit status: 0 success, 1 the operation failed (one line on
+ * stderr with the errno code and the hint), 2 usage error.
+ */
+import { existsSync, realpathSync } from 'node:fs';
+import { constants } from 'node:os';
+import { pathToFileURL } from 'node:url';
+import { parseArgs } from 'node:util';
+import { VfioError } from './errors.js';
+import { MdevBus, type Mdev, type MdevType } from './mdev.js';
+import { SysRoot, iommuGroups, type IommuGroup } from './sysfs.js';
+
+/** Where a command writes. */
+export interface CliIo {
+  stdout: { write(s: string): unknown };
+  stderr: { write(s: string): unknown };
+}
+
+/** What a command's `run` gets. */
+export interface CommandContext {
+  /** The positional arguments after the command words, one per entry of `args`. */
+  args: string[];
+  /** The parsed options (names as in {@link OPTIONS}). */
+  values: { [name: string]: string | boolean | undefined };
+  /** The sysfs root (`--root`, default '/'). */
+  sys: SysRoot;
+  /** Writes to stdout. */
+  print(text: string): void;
+}
+
+/** One CLI command. */
+export interface Command {
+  /** The command words: 'ls', 'mdev create'. */
+  name: string;
+  /** Positional arguments, for usage: ['<type>']. All are required. */
+  args: string[];
+  /** The names of the options (keys of {@link OPTIONS}) it accepts besides --root and --help. */
+  options: string[];
+  /** One line for `vfio --help`. */
+  summary: string;
+  run(ctx: CommandContext): void | Promise<void>;
+}
+
+/** Every option any command takes; a name means the same everywhere. */
+export const OPTIONS = {
+  root: { type: 'string', value: 'DIR', help: 'find /sys, /dev and /proc under DIR instead of / (tests)' },
+  help: { type: 'boolean', short: 'h', help: 'show help' },
+  json: { type: 'boolean', help: 'print JSON (a stable contract, see the README)' },
+  parent: { type: 'string', value: 'P', help: 'the parent device (needed when several parents offer the type)' },
+  uuid: { type: 'string', value: 'U', help: 'the UUID to create (default: a fresh v4 UUID)' },
+  timeout: { type: 'string', value: 'S', help: 'seconds to wait for the kernel' },
+} as const satisfies Record<string, { type: 'string' | 'boolean'; short?: string; value?: string; help: string }>;
+
+type OptionName = keyof typeof OPTIONS;
+
+/** A malformed command line: exit status 2. */
+export class UsageError extends Error {
+  constructor(
+    message: string,
+    readonly command?: Command,
+  ) {
+    super(message);
+    this.name = 'UsageError';
+  }
+}
+
+const bus = (ctx: CommandContext): MdevBus => new MdevBus({ root: ctx.sys });
+
+/** Aligned columns, two spaces apart; the last column is not padded. */
+export function table(header: string[], rows: string[][]): string {
+  const all = [header, ...rows];
+  const widths = header.map((_, i) => Math.max(...all.map((r) => (r[i] ?? '').length)));
+  return all.map((r) => r.map((c, i) => (i === r.length - 1 ? c : c.padEnd(widths[i]!))).join('  ')).join('\n') + '\n';
+}
+
+const json = (value: unknown): string => `${JSON.stringify(value, null, 2)}\n`;
+const dash = (v: string | number | null | undefined): string => (v === null || v === undefined || v === '' ? '-' : String(v));
+
+function timeoutMs(ctx: CommandContext): number | undefined {
+  const s = ctx.values.timeout;
+  if (s === undefined) return undefined;
+  const n = Number(s);
+  if (typeof s !== 'string' || s.trim() === '' || !Number.isFinite(n) || n <= 0) {
+    throw new UsageError(`--timeout takes a positive number of seconds, not ${JSON.stringify(s)}`);
+  }
+  return Math.round(n * 1000);
+}
+
+/** The `mdev types --json` contract. */
+export const typeJson = (t: MdevType) => ({
+  parent: t.parent,
+  type: t.id,
+  name: t.name,
+  description: t.description,
+  deviceApi: t.deviceApi,
+  availableInstances: t.availableInstances,
+  devices: t.devices,
+});
+
+/** The `mdev list --json` (and `mdev create --json`) contract. */
+export const mdevJson = (d: Mdev) => ({
+  uuid: d.uuid,
+  parent: d.parent,
+  type: d.type,
+  iommuGroup: d.iommuGroup,
+  vfioDev: d.vfioDev,
+});
+
+/** The `ls --json` contract. */
+export const groupJson = (g: IommuGroup) => ({
+  group: g.id,
+  name: g.name,
+  type: g.type,
+  node: g.node,
+  devices: g.devices.map((d) => ({
+    name: d.name,
+    bus: d.bus,
+    driver: d.driver,
+    pciId: d.pciId,
+    mdevType: d.mdevType,
+    parent: d.parent,
+    vfioDev: d.vfioDev,
+    cdev: d.cdevPath,
+  })),
+});
+
+/** The command table. `vfio info` and later commands are added here. */
+export const COMMANDS: Command[] = [
+  {
+    name: 'ls',
+    args: [],
+    options: ['json'],
+    summary: 'IOMMU groups, their devices (PCI and mdev), drivers and VFIO nodes',
+    run(ctx) {
+      const groups = iommuGroups(ctx.sys);
+      if (ctx.values.json) return ctx.print(json(groups.map(groupJson)));
+      const rows = groups.flatMap((g) =>
+        (g.devices.length ? g.devices : [null]).map((d) => [
+          String(g.id),
+          dash(d?.name),
+          dash(d?.bus),
+          dash(d?.driver),
+          dash(d?.pciId ?? d?.mdevType),
+          dash(g.node),
+          dash(d?.cdevPath),
+        ]),
+      );
+      ctx.print(table(['GROUP', 'DEVICE', 'BUS', 'DRIVER', 'ID/TYPE', 'GROUP NODE', 'DEVICE NODE'], rows));
+    },
+  },
+  {
+    name: 'mdev types',
+    args: [],
+    options: ['parent', 'json'],
+    summary: 'mdev parents and their types, with available instances',
+    run(ctx) {
+      const parent = ctx.values.parent as string | undefined;
+      const types = bus(ctx).types(parent === undefined ? {} : { parent });
+      if (ctx.values.json) return ctx.print(json(types.map(typeJson)));
+      const rows = types.map((t) => [t.parent, t.id, t.name, String(t.availableInstances), String(t.devices.length), dash(t.description)]);
+      ctx.print(table(['PARENT', 'TYPE', 'NAME', 'AVAILABLE', 'DEVICES', 'DESCRIPTION'], rows));
+    },
+  },
+  {
+    name: 'mdev list',
+    args: [],
+    options: ['json'],
+    summary: 'existing mdevs',
+    run(ctx) {
+      const devs = bus(ctx).list();
+      if (ctx.values.json) return ctx.print(json(devs.map(mdevJson)));
+      const rows = devs.map((d) => [d.uuid, d.parent, dash(d.type), dash(d.iommuGroup), dash(d.vfioDev)]);
+      ctx.print(table(['UUID', 'PARENT', 'TYPE', 'GROUP', 'VFIO DEV'], rows));
+    },
+  },
+  {
+    name: 'mdev create',
+    args: ['<type>'],
+    options: ['parent', 'uuid', 'timeout', 'json'],
+    summary: 'create an mdev and print its UUID',
+    async run(ctx) {
+      const ms = timeoutMs(ctx);
+      const dev = await bus(ctx).create(ctx.args[0]!, {
+        ...(ctx.values.parent === undefined ? {} : { parent: ctx.values.parent as string }),
+        ...(ctx.values.uuid === undefined ? {} : { uuid: ctx.values.uuid as string }),
+        ...(ms === undefined ? {} : { timeoutMs: ms }),
+      });
+      ctx.print(ctx.values.json ? json(mdevJson(dev)) : `${dev.uuid}\n`);
+    },
+  },
+  {
+    name: 'mdev remove',
+    args: ['<uuid>'],
+    options: ['timeout'],
+    summary: 'remove an mdev (fails after the timeout while it is open)',
+    async run(ctx) {
+      const ms = timeoutMs(ctx);
+      await bus(ctx).remove(ctx.args[0]!, ms === undefined ? {} : { timeoutMs: ms });
+    },
+  },
+];
+
+const GLOBAL: OptionName[] = ['root', 'help'];
+
+function optionUsage(names: OptionName[]): string {
+  return names
+    .map((n) => {
+      const o: { short?: string; value?: string; help: string } = OPTIONS[n];
+      const flag = `${o.short ? `-${o.short}, ` : ''}--${n}${o.value ? ` ${o.value}` : ''}`;
+      return `  ${flag.padEnd(18)}  ${o.help}`;
+    })
+    .join('\n');
+}
+
+const synopsis = (c: Command): string =>
+  ['vfio', c.name, ...c.args, ...c.options.map((n) => `[--${n}${'value' in OPTIONS[n as OptionName] ? ` ${(OPTIONS[n as OptionName] as { value: string }).value}` : ''}]`)].join(' ');
+
+/** The help text of one command, or of the whole CLI. */
+export function usage(command?: Command): string {
+  if (command) {
+    return `usage: ${synopsis(command)}\n\n${command.summary}\n\noptions:\n${optionUsage([...(command.options as OptionName[]), ...GLOBAL])}\n`;
+  }
+  const width = Math.max(...COMMANDS.map((c) => c.name.length));
+  return [
+    'usage: vfio [--root DIR] <command> [options]',
+    '',
+    'commands:',
+    ...COMMANDS.map((c) => `  ${c.name.padEnd(width)}  ${c.summary}`),
+    '',
+    'options:',
+    optionUsage(Object.keys(OPTIONS) as OptionName[]),
+    '',
+    "Run 'vfio <command> --help' for a command's options. Exit status: 0 ok, 1 the operation failed, 2 usage error.",
+    '',
+  ].join('\n');
+}
+
+const parseOptions = (names: OptionName[]) =>
+  Object.fromEntries(names.map((n) => [n, { type: OPTIONS[n].type, ...('short' in OPTIONS[n] ? { short: (OPTIONS[n] as { short: string }).short } : {}) }]));
+
+/** Finds the command and parses its options; throws UsageError. Returns null for a bare `vfio --help`. */
+export function parseCommandLine(argv: string[]): { command: Command | null; args: string[]; values: CommandContext['values'] } {
+  const all = Object.keys(OPTIONS) as OptionName[];
+  // First pass, lenient: which words are the command?
+  const loose = parseArgs({ args: argv, options: parseOptions(all), allowPositionals: true, strict: false });
+  const words = loose.positionals;
+  const command =
+    COMMANDS.filter((c) => c.name.split(' ').every((w, i) => words[i] === w)).sort((a, b) => b.name.length - a.name.length)[0] ?? null;
+  if (!command) {
+    if (words.length === 0 && loose.values.help === true) return { command: null, args: [], values: loose.values };
+    if (words.length === 0) throw new UsageError('no command given');
+    const group = COMMANDS.filter((c) => c.name.startsWith(`${words[0]} `)).map((c) => c.name);
+    if (group.length && words.length === 1) throw new UsageError(`'${words[0]}' needs a subcommand: ${group.join(', ')}`);
+    throw new UsageError(`unknown command '${words.slice(0, group.length ? 2 : 1).join(' ')}'`);
+  }
+  // Second pass, strict: only this command's options.
+  let parsed;
+  try {
+    parsed = parseArgs({
+      args: argv,
+      options: parseOptions([...(command.options as OptionName[]), ...GLOBAL]),
+      allowPositionals: true,
+      strict: true,
+    });
+  } catch (err) {
+    // Node's messages go on with advice about '--' that does not apply here.
+    throw new UsageError((err as Error).message.split('\n')[0]!.replace(/\. To specify a positional.*$/, ''), command);
+  }
+  const args = parsed.positionals.slice(command.name.split(' ').length);
+  if (!parsed.values.help && args.length !== command.args.length) {
+    throw new UsageError(
+      args.length < command.args.length ? `missing ${command.args.slice(args.length).join(' ')}` : `unexpected argument '${args[command.args.length]}'`,
+      command,
+    );
+  }
+  return { command, args, values: parsed.values };
+}
+
+function usageError(io: CliIo, err: UsageError, command = err.command): number {
+  const how = command ? `usage: ${synopsis(command)}` : `commands: ${COMMANDS.map((c) => c.name).join(', ')}`;
+  io.stderr.write(`vfio: ${err.message}\n${how}\nRun 'vfio${command ? ` ${command.name}` : ''} --help' for help.\n`);
+  return 2;
+}
+
+const oneLine = (s: string): string => s.replace(/\s*\n\s*/g, ' ').trim();
+
+/** Runs the CLI with `argv` (without node and the script); resolves to the exit status. */
+export async function main(argv: string[], io: CliIo = process): Promise<number> {
+  let parsed: ReturnType<typeof parseCommandLine>;
+  try {
+    parsed = parseCommandLine(argv);
+  } catch (err) {
+    if (!(err instanceof UsageError)) throw err;
+    return usageError(io, err);
+  }
+  const { command, args, values } = parsed;
+  if (command === null || values.help) {
+    io.stdout.write(usage(command ?? undefined));
+    return 0;
+  }
+  try {
+    const root = typeof values.root === 'string' ? values.root : '/';
+    if (!existsSync(root)) throw new VfioError({ errno: constants.errno.ENOENT, path: root, message: `ENOENT: --root ${root} does not exist` });
+    const sys = new SysRoot(root);
+    await command.run({ args, values, sys, print: (t) => io.stdout.write(t) });
+    return 0;
+  } catch (err) {
+    if (err instanceof UsageError) return usageError(io, err, command);
+    const e = err instanceof VfioError ? err : VfioError.from(err, { operation: command.name });
+    io.stderr.write(`vfio: ${oneLine(e.message)}${e.hint ? ` (hint: ${oneLine(e.hint)})` : ''}\n`);
+    return 1;
+  }
+}
+
+function isEntryPoint(): boolean {
+  const script = process.argv[1];
+  if (!script) return false;
+  try {
+    return import.meta.url === pathToFileURL(realpathSync(script)).href;
+  } catch {
+    return false;
+  }
+}
+
+if (isEntryPoint()) process.exitCode = await main(process.argv.slice(2));
