@@ -156,6 +156,8 @@ class Mapping : public Napi::ObjectWrap<Mapping> {
   Napi::Value GetMapped(const Napi::CallbackInfo& info);
   Napi::Value ReadInto(const Napi::CallbackInfo& info);
   Napi::Value WriteFrom(const Napi::CallbackInfo& info);
+  Napi::Value Load(const Napi::CallbackInfo& info);
+  Napi::Value Store(const Napi::CallbackInfo& info);
   uint8_t* addr_ = nullptr;
   size_t length_ = 0;
   bool writable_ = false;

@@ -51,6 +51,8 @@ Napi::Function Mapping::Define(Napi::Env env) {
                          InstanceMethod<&Mapping::Unmap>("unmap"),
                          InstanceMethod<&Mapping::ReadInto>("readInto"),
                          InstanceMethod<&Mapping::WriteFrom>("writeFrom"),
+                         InstanceMethod<&Mapping::Load>("load"),
+                         InstanceMethod<&Mapping::Store>("store"),
                          InstanceAccessor<&Mapping::GetBuffer>("buffer"),
                          InstanceAccessor<&Mapping::GetLength>("length"),
                          InstanceAccessor<&Mapping::GetWritable>("writable"),
@@ -122,6 +124,52 @@ Napi::Value Mapping::WriteFrom(const Napi::CallbackInfo& info) {
   CheckSpan(info, static_cast<size_t>(off), b.length, length_);
   memcpy(addr_ + off, b.data, b.length);
   return Napi::Number::New(info.Env(), static_cast<double>(b.length));
+}
+
+// load(offset, width) / store(offset, width, value): one naturally aligned volatile
+// access of exactly `width` bytes, as device registers need (a JS DataView reads
+// bytewise, memcpy in whatever width it likes).
+static size_t CheckAccess(const Napi::CallbackInfo& info, uint64_t off, uint32_t width, size_t length) {
+  if (width != 1 && width != 2 && width != 4 && width != 8) ThrowRange(info.Env(), "width must be 1, 2, 4 or 8");
+  if (off % width != 0) ThrowRange(info.Env(), "offset must be aligned to the access width");
+  if (off > length || width > length - off) ThrowRange(info.Env(), "access outside the mapping");
+  return static_cast<size_t>(off);
+}
+
+Napi::Value Mapping::Load(const Napi::CallbackInfo& info) {
+  uint64_t off = ArgU64(info, 0, "offset");
+  uint32_t width = ArgU32(info, 1, "width");
+  if (!mapped_) ThrowClosed(info.Env(), "mapping", path_);
+  uint8_t* p = addr_ + CheckAccess(info, off, width, length_);
+  switch (width) {
+    case 1: return Napi::Number::New(info.Env(), *reinterpret_cast<volatile uint8_t*>(p));
+    case 2: return Napi::Number::New(info.Env(), *reinterpret_cast<volatile uint16_t*>(p));
+    case 4: return Napi::Number::New(info.Env(), *reinterpret_cast<volatile uint32_t*>(p));
+    default: return Napi::BigInt::New(info.Env(), static_cast<uint64_t>(*reinterpret_cast<volatile uint64_t*>(p)));
+  }
+}
+
+Napi::Value Mapping::Store(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  uint64_t off = ArgU64(info, 0, "offset");
+  uint32_t width = ArgU32(info, 1, "width");
+  if (!mapped_) ThrowClosed(env, "mapping", path_);
+  if (!writable_) ThrowType(env, "the mapping is read-only");
+  uint8_t* p = addr_ + CheckAccess(info, off, width, length_);
+  if (width == 8) {
+    if (!info[2].IsBigInt()) ThrowType(env, "a 64-bit value must be a bigint");
+    bool lossless = false;
+    uint64_t v = info[2].As<Napi::BigInt>().Uint64Value(&lossless);
+    if (!lossless) ThrowRange(env, "value must fit in 64 bits");
+    *reinterpret_cast<volatile uint64_t*>(p) = v;
+    return env.Undefined();
+  }
+  uint32_t v = ArgU32(info, 2, "value");
+  if (width < 4 && v >= (1u << (8 * width))) ThrowRange(env, "value does not fit in " + std::to_string(width) + " byte(s)");
+  if (width == 1) *reinterpret_cast<volatile uint8_t*>(p) = static_cast<uint8_t>(v);
+  else if (width == 2) *reinterpret_cast<volatile uint16_t*>(p) = static_cast<uint16_t>(v);
+  else *reinterpret_cast<volatile uint32_t*>(p) = v;
+  return env.Undefined();
 }
 
 // mmap(handle, offset, length, writable) -> Mapping (MAP_SHARED).

@@ -3,10 +3,12 @@
  * region access, mmap'd views, interrupts, reset, hot reset, device features
  * and gfx planes. Works the same whether the fd came from a group or a cdev.
  */
+import { readFileSync } from 'node:fs';
 import { markAsUntransferable } from 'node:worker_threads';
 import { VfioError } from './errors.js';
 import { Interrupts } from './interrupts.js';
 import { native, type NativeFd, type NativeMapping } from './native.js';
+import { boundDriver, checkRegionAccess } from './quirks.js';
 import { holdDevice } from './registry.js';
 import { Resource, toU32, toU64 } from './resource.js';
 import {
@@ -121,6 +123,36 @@ export class MappedRegion {
     return this.#m.writeFrom(toU64(offset, 'offset'), src);
   }
 
+  /**
+   * Width-exact, naturally aligned volatile accesses, for device registers:
+   * a DataView reads bytewise and memcpy picks its own widths, which MMIO
+   * registers (edu's, for one) answer differently or not at all.
+   */
+  read8(offset: bigint | number): number {
+    return this.#m.load(toU64(offset, 'offset'), 1);
+  }
+  read16(offset: bigint | number): number {
+    return this.#m.load(toU64(offset, 'offset'), 2);
+  }
+  read32(offset: bigint | number): number {
+    return this.#m.load(toU64(offset, 'offset'), 4);
+  }
+  read64(offset: bigint | number): bigint {
+    return this.#m.load(toU64(offset, 'offset'), 8);
+  }
+  write8(offset: bigint | number, value: number): void {
+    this.#m.store(toU64(offset, 'offset'), 1, value);
+  }
+  write16(offset: bigint | number, value: number): void {
+    this.#m.store(toU64(offset, 'offset'), 2, value);
+  }
+  write32(offset: bigint | number, value: number): void {
+    this.#m.store(toU64(offset, 'offset'), 4, value);
+  }
+  write64(offset: bigint | number, value: bigint): void {
+    this.#m.store(toU64(offset, 'offset'), 8, value);
+  }
+
   /** Unmaps; the view is detached. Idempotent. */
   unmap(): void {
     if (!this.#m.mapped) return;
@@ -163,6 +195,7 @@ export class Region {
     if (off + BigInt(width) > this.info.size) {
       throw new RangeError(`${width}-byte access at offset ${off} is outside region ${this.info.name} (size ${this.info.size})`);
     }
+    checkRegionAccess(this.#dev.driver, this.info.index);
     return this.info.offset + off;
   }
 
@@ -267,6 +300,13 @@ export class GfxDmabuf extends Resource {
   protected describe(): string {
     return `dmabuf ${this.id}`;
   }
+  /** What the kernel says of the dma-buf in /proc/self/fdinfo: its size and exporter. */
+  info(): { size: number; exporter: string; name: string } {
+    const text = readFileSync(`/proc/self/fdinfo/${this.fd}`, 'utf8');
+    const field = (k: string): string => new RegExp(`^${k}:\\s*(.*)$`, 'm').exec(text)?.[1]?.trim() ?? '';
+    return { size: Number(field('size')), exporter: field('exp_name'), name: field('name') };
+  }
+
   /** The dma-buf fd number (still owned by this object). */
   get fd(): number {
     this.ensureOpen('fd');
@@ -295,6 +335,8 @@ export class Device extends Resource {
   /** The device's name: an mdev UUID or a PCI address. */
   readonly name: string;
   readonly backend: Backend;
+  /** The kernel driver bound to the device ('mtty', 'vfio-pci', …), from sysfs; null if unknown. */
+  readonly driver: string | null;
   readonly #fd: NativeFd;
   readonly #release: () => void;
   readonly #views = new Set<MappedRegion>();
@@ -307,6 +349,7 @@ export class Device extends Resource {
     this.name = name;
     this.backend = backend;
     this.#fd = fd;
+    this.driver = boundDriver(name);
     this.#release = holdDevice(name);
     try {
       // mtty and mdpy validate IRQ indexes against a stored GET_INFO reply: ask once

@@ -69,6 +69,11 @@ const RULES: HintRule[] = [
     when: (c) => c.code === 'ENOMEM' && op(c, 'VFIO_DEVICE_QUERY_GFX_PLANE'),
     hint: 'mbochs answers ENOMEM to the first query of a new mode (samples/vfio-mdev/mbochs.c); querying again succeeds',
   },
+  {
+    when: (c) => c.code === 'EINVAL' && op(c, 'dma-buf mmap'),
+    hint:
+      'mbochs exports gfx dma-bufs read-only (dma_buf_fd(buf, 0)), the kernel drops VM_SHARED from mappings of read-only files (mm/mmap.c:411) and mbochs_mmap_dmabuf() requires it (mbochs.c:841): its dma-bufs cannot be mapped from userspace on Linux 6.12; read the pixels through the VRAM region (device.mmap(0)) at the plane\'s offset',
+  },
   // --- mdev sysfs ----------------------------------------------------------------
   {
     when: (c) => c.code === 'EEXIST' && op(c, 'mdev create'),

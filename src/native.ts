@@ -27,6 +27,9 @@ export interface NativeMapping {
   unmap(): void;
   readInto(offset: bigint | number, dst: Uint8Array): number;
   writeFrom(offset: bigint | number, src: Uint8Array): number;
+  load(offset: bigint | number, width: 1 | 2 | 4): number;
+  load(offset: bigint | number, width: 8): bigint;
+  store(offset: bigint | number, width: number, value: number | bigint): void;
 }
 
 export interface NativeEventFd {

@@ -1,0 +1,65 @@
+/**
+ * Known bugs of the kernel's sample mdev drivers (Linux 6.12) that a plain
+ * region access would trigger. Some corrupt guest kernel memory, so the
+ * library refuses those accesses with a VfioError that says what to do
+ * instead. Source: ../shared/reference/kernel-6.12-facts.md §6.
+ */
+import { readlinkSync } from 'node:fs';
+import { basename, join } from 'node:path';
+import { VfioError } from './errors.js';
+
+export interface RegionQuirk {
+  /** Region indexes whose read()/write() must not be used. */
+  indexes: readonly number[];
+  /** Why, and what to do instead. */
+  reason: string;
+}
+
+const QUIRKS: Record<string, RegionQuirk[]> = {
+  mbochs: [
+    {
+      indexes: [0],
+      reason:
+        'mbochs shifts read()/write() of its VRAM BAR by 0x2000 and can run past its page array, corrupting kernel memory (mbochs.c:480): map the region with device.mmap(0) instead',
+    },
+  ],
+  mdpy: [
+    {
+      indexes: [0, 16],
+      reason: 'mdpy ignores the offset of read()/write() on its framebuffer (mdpy.c:189-193): map the region with device.mmap(0) instead',
+    },
+  ],
+  mtty: [
+    {
+      indexes: [2, 3, 4, 5],
+      reason: 'mtty indexes a 2-entry port array with the BAR number, so BAR2-BAR5 accesses write out of bounds in the kernel (mtty.c:164, 738-752): only BAR0/BAR1 are ports',
+    },
+  ],
+};
+
+/** The driver bound to the named device (mdev or PCI), or null. */
+export function boundDriver(name: string, sysRoot = '/'): string | null {
+  for (const bus of ['mdev', 'pci']) {
+    try {
+      return basename(readlinkSync(join(sysRoot, 'sys/bus', bus, 'devices', name, 'driver')));
+    } catch {
+      /* not on this bus */
+    }
+  }
+  return null;
+}
+
+/** Throws if region `index` of a device bound to `driver` must not be read or written. */
+export function checkRegionAccess(driver: string | null, index: number): void {
+  if (!driver) return;
+  for (const q of QUIRKS[driver] ?? []) {
+    if (q.indexes.includes(index)) {
+      throw new VfioError({
+        code: 'ERR_VFIO_DRIVER_QUIRK',
+        operation: `region ${index} read/write`,
+        message: `ERR_VFIO_DRIVER_QUIRK: refusing read/write of region ${index} on ${driver}`,
+        hint: q.reason,
+      });
+    }
+  }
+}
