@@ -47,6 +47,7 @@ import {
   type RegionInfo,
 } from './uapi/vfio.js';
 import type { SparseMmapCap } from './uapi/caps.js';
+import { parsePciConfig, type PciConfig } from './pci/config.js';
 
 /** How the device fd was obtained. */
 export type Backend = 'group' | 'cdev';
@@ -429,6 +430,11 @@ export class Device extends Resource {
   /** Region access by index (bounds-checked pread/pwrite). */
   region(index: number): Region {
     return new Region(this, this.regionInfo(index));
+  }
+
+  /** The PCI config space, decoded: header, BARs, capability and extended-capability lists. */
+  pciConfig(): PciConfig {
+    return parsePciConfig(this.pciConfigBytes());
   }
 
   /** The PCI config region's bytes (region 7), read in full. */

@@ -1,0 +1,27 @@
+/**
+ * vfio: drive Linux VFIO, iommufd and mediated devices from Node.js.
+ *
+ * @packageDocumentation
+ */
+export { VfioError, ERR_VFIO_CLOSED, errnoName, errnoNumber, errnoMessage, type VfioErrorInit } from './errors.js';
+export { hintFor, type HintContext } from './hints.js';
+export { Container, CONTAINER_PATH, type MapDmaOptions } from './container.js';
+export { Group } from './group.js';
+export {
+  Device,
+  Region,
+  MappedRegion,
+  GfxDmabuf,
+  type Backend,
+  type IndexResult,
+  type MmapOptions,
+  type SetIrqsOptions,
+  type IrqAction,
+  type GfxPlaneQueryOptions,
+} from './device.js';
+export { Interrupts, createEventFd, type InterruptEvent, type InterruptWaitOptions } from './interrupts.js';
+export { heldCount } from './registry.js';
+export { boundDriver } from './quirks.js';
+export * from './mdev.js';
+export * from './uapi/index.js';
+export * from './pci/index.js';
