@@ -64,6 +64,14 @@ const RULES: HintRule[] = [
     when: (c) => c.code === 'ENOSPC' && op(c, 'VFIO_IOMMU_MAP_DMA'),
     hint: 'the type1 IOMMU ran out of DMA mapping entries: raise /sys/module/vfio_iommu_type1/parameters/dma_entry_limit or map larger buffers',
   },
+  {
+    when: (c) => c.code === 'EINVAL' && op(c, 'VFIO_DEVICE_RESET'),
+    hint: 'the device has no working reset method (VFIO_DEVICE_FLAGS_RESET is not set in device.info().flags)',
+  },
+  {
+    when: (c) => c.code === 'ENODEV' && op(c, 'VFIO_DEVICE_GET_PCI_HOT_RESET_INFO', 'VFIO_DEVICE_PCI_HOT_RESET'),
+    hint: 'neither the slot nor the bus of this device can be reset (e.g. a device on the root bus)',
+  },
   // --- kernel quirks -------------------------------------------------------------
   {
     when: (c) => c.code === 'ENOMEM' && op(c, 'VFIO_DEVICE_QUERY_GFX_PLANE'),
