@@ -37,24 +37,36 @@ export interface Command {
   name: string;
   /** Positional arguments, for usage: ['<type>']. All are required. */
   args: string[];
-  /** The names of the options (keys of {@link OPTIONS}) it accepts besides --root and --help. */
-  options: string[];
+  /** The options it accepts besides --root and --help. */
+  options: OptionName[];
   /** One line for `vfio --help`. */
   summary: string;
   run(ctx: CommandContext): void | Promise<void>;
 }
 
-/** Every option any command takes; a name means the same everywhere. */
-export const OPTIONS = {
+/** One command-line option. */
+export interface OptionSpec {
+  type: 'string' | 'boolean';
+  short?: string;
+  /** The placeholder of its value in help texts ('DIR'). */
+  value?: string;
+  help: string;
+}
+
+const OPTION_SPECS = {
   root: { type: 'string', value: 'DIR', help: 'find /sys, /dev and /proc under DIR instead of / (tests)' },
   help: { type: 'boolean', short: 'h', help: 'show help' },
   json: { type: 'boolean', help: 'print JSON (a stable contract, see the README)' },
   parent: { type: 'string', value: 'P', help: 'the parent device (needed when several parents offer the type)' },
   uuid: { type: 'string', value: 'U', help: 'the UUID to create (default: a fresh v4 UUID)' },
   timeout: { type: 'string', value: 'S', help: 'seconds to wait for the kernel' },
-} as const satisfies Record<string, { type: 'string' | 'boolean'; short?: string; value?: string; help: string }>;
+} satisfies Record<string, OptionSpec>;
 
-type OptionName = keyof typeof OPTIONS;
+/** The name of an option, without the dashes. */
+export type OptionName = keyof typeof OPTION_SPECS;
+
+/** Every option any command takes; a name means the same everywhere. */
+export const OPTIONS: Record<OptionName, OptionSpec> = OPTION_SPECS;
 
 /** A malformed command line: exit status 2. */
 export class UsageError extends Error {
@@ -205,23 +217,18 @@ export const COMMANDS: Command[] = [
 
 const GLOBAL: OptionName[] = ['root', 'help'];
 
+const flag = (n: OptionName): string => `--${n}${OPTIONS[n].value ? ` ${OPTIONS[n].value}` : ''}`;
+
 function optionUsage(names: OptionName[]): string {
-  return names
-    .map((n) => {
-      const o: { short?: string; value?: string; help: string } = OPTIONS[n];
-      const flag = `${o.short ? `-${o.short}, ` : ''}--${n}${o.value ? ` ${o.value}` : ''}`;
-      return `  ${flag.padEnd(18)}  ${o.help}`;
-    })
-    .join('\n');
+  return names.map((n) => `  ${`${OPTIONS[n].short ? `-${OPTIONS[n].short}, ` : ''}${flag(n)}`.padEnd(18)}  ${OPTIONS[n].help}`).join('\n');
 }
 
-const synopsis = (c: Command): string =>
-  ['vfio', c.name, ...c.args, ...c.options.map((n) => `[--${n}${'value' in OPTIONS[n as OptionName] ? ` ${(OPTIONS[n as OptionName] as { value: string }).value}` : ''}]`)].join(' ');
+const synopsis = (c: Command): string => ['vfio', c.name, ...c.args, ...c.options.map((n) => `[${flag(n)}]`)].join(' ');
 
 /** The help text of one command, or of the whole CLI. */
 export function usage(command?: Command): string {
   if (command) {
-    return `usage: ${synopsis(command)}\n\n${command.summary}\n\noptions:\n${optionUsage([...(command.options as OptionName[]), ...GLOBAL])}\n`;
+    return `usage: ${synopsis(command)}\n\n${command.summary}\n\noptions:\n${optionUsage([...command.options, ...GLOBAL])}\n`;
   }
   const width = Math.max(...COMMANDS.map((c) => c.name.length));
   return [
@@ -239,7 +246,7 @@ export function usage(command?: Command): string {
 }
 
 const parseOptions = (names: OptionName[]) =>
-  Object.fromEntries(names.map((n) => [n, { type: OPTIONS[n].type, ...('short' in OPTIONS[n] ? { short: (OPTIONS[n] as { short: string }).short } : {}) }]));
+  Object.fromEntries(names.map((n) => [n, { type: OPTIONS[n].type, ...(OPTIONS[n].short ? { short: OPTIONS[n].short } : {}) }]));
 
 /** Finds the command and parses its options; throws UsageError. Returns null for a bare `vfio --help`. */
 export function parseCommandLine(argv: string[]): { command: Command | null; args: string[]; values: CommandContext['values'] } {
@@ -261,7 +268,7 @@ export function parseCommandLine(argv: string[]): { command: Command | null; arg
   try {
     parsed = parseArgs({
       args: argv,
-      options: parseOptions([...(command.options as OptionName[]), ...GLOBAL]),
+      options: parseOptions([...command.options, ...GLOBAL]),
       allowPositionals: true,
       strict: true,
     });

@@ -18,6 +18,10 @@ import { VfioError } from './errors.js';
 import { heldCount } from './registry.js';
 import { SysRoot, describeDevice, processesHolding, type VfioNodes } from './sysfs.js';
 
+// The sysfs layer is part of this module's public API: `new MdevBus({ root: new SysRoot(dir) })`,
+// and `iommuGroups()` is what `vfio ls` prints.
+export { SysRoot, iommuGroups, processesHolding, type GroupDevice, type Holder, type IommuGroup, type VfioNodes } from './sysfs.js';
+
 const { errno: E } = constants;
 
 /** How long {@link MdevBus.create} waits for the device's nodes by default. */

@@ -5,7 +5,7 @@
  * maps it under its root, so tests can point the library at a fake tree of
  * plain files and relative symlinks in a temporary directory.
  */
-import { accessSync, constants, existsSync, readFileSync, readdirSync, readlinkSync, realpathSync, writeFileSync } from 'node:fs';
+import { existsSync, readFileSync, readdirSync, readlinkSync, realpathSync, writeFileSync } from 'node:fs';
 import { posix } from 'node:path';
 
 const isMissing = (err: unknown): boolean => {
@@ -85,11 +85,6 @@ export class SysRoot {
   /** Writes `data` to `abs` synchronously. Only for writes that cannot block. */
   write(abs: string, data: string): void {
     writeFileSync(this.path(abs), data);
-  }
-
-  /** Throws Node's error (EACCES, ENOENT, …) unless the calling process may write `abs`. */
-  assertWritable(abs: string): void {
-    accessSync(this.path(abs), constants.W_OK);
   }
 }
 

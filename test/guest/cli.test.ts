@@ -3,62 +3,28 @@
  * separate node process), checked against raw sysfs. Each CLI start costs
  * seconds under TCG, so independent commands run side by side.
  */
-import { spawn } from 'node:child_process';
 import { randomUUID } from 'node:crypto';
 import { existsSync, readFileSync, readdirSync, readlinkSync, realpathSync, statSync } from 'node:fs';
 import { basename, dirname } from 'node:path';
-import { fileURLToPath } from 'node:url';
-import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
+import { groupJson } from '../../src/cli.js';
 import { MdevBus } from '../../src/mdev.js';
-import { ALL_TYPES, Created, expectedAvailability, holdOpen, rawAvailability, waitGone } from './mdev-helpers.js';
+import { type CliResult, expectCliFailure as failed, runVfio } from '../host/mdev-shared.js';
+import { ALL_TYPES, Created, expectedAvailability, guardPools, holdOpen, rawAvailability, waitGone } from './mdev-helpers.js';
 
-const REPO = fileURLToPath(new URL('../..', import.meta.url));
-const CLI = `${REPO}src/cli.ts`;
 const NOBODY = { uid: 65534, gid: 65534 };
 const SLOW = 240_000;
 
 const bus = new MdevBus();
 const created = new Created(bus);
-let poolsAtStart: Record<string, number>;
-let devicesAtStart: string[];
 
-interface Result {
-  status: number;
-  stdout: string;
-  stderr: string;
-  ms: number;
-}
+const vfio = runVfio;
 
-function vfio(argv: string[], opts: { uid?: number; gid?: number } = {}): Promise<Result> {
-  const started = Date.now();
-  return new Promise((resolve, reject) => {
-    const child = spawn(process.execPath, ['--import', 'tsx', CLI, ...argv], { cwd: REPO, ...opts, env: { ...process.env, NODE_OPTIONS: '' } });
-    let stdout = '';
-    let stderr = '';
-    child.stdout.on('data', (d) => (stdout += d));
-    child.stderr.on('data', (d) => (stderr += d));
-    child.on('error', reject);
-    child.on('close', (status) => resolve({ status: status ?? -1, stdout, stderr, ms: Date.now() - started }));
-  });
-}
-
-const ok = (r: Result): string => {
+const ok = (r: CliResult): string => {
   expect(r.stderr).toBe('');
   expect(r.status).toBe(0);
   return r.stdout;
 };
-
-/** Exit 1 and exactly one stderr line: `vfio: CODE: … (hint: …)`. */
-function failed(r: Result, code: string, hint: string): string {
-  expect(r.stdout).toBe('');
-  expect(r.status).toBe(1);
-  expect(r.stderr.endsWith('\n')).toBe(true);
-  const lines = r.stderr.slice(0, -1).split('\n');
-  expect(lines).toHaveLength(1);
-  expect(lines[0]).toMatch(new RegExp(`^vfio: ${code}: .*\\(hint: .+\\)$`));
-  expect(lines[0]).toContain(hint);
-  return lines[0]!;
-}
 
 const read = (p: string): string => readFileSync(p, 'utf8').trim();
 const readOr = (p: string): string | null => (existsSync(p) ? read(p) : null);
@@ -95,19 +61,7 @@ function rawList() {
     });
 }
 
-beforeAll(() => {
-  poolsAtStart = rawAvailability();
-  devicesAtStart = readdirSync('/sys/bus/mdev/devices').sort();
-});
-
-afterEach(async () => {
-  await created.removeAll();
-});
-
-afterAll(() => {
-  expect(readdirSync('/sys/bus/mdev/devices').sort()).toEqual(devicesAtStart);
-  expect(rawAvailability()).toEqual(poolsAtStart);
-});
+guardPools(created);
 
 describe('listing', () => {
   it('mdev types, mdev list and ls print what sysfs says, as JSON and as tables', async () => {
@@ -133,17 +87,7 @@ describe('listing', () => {
       rawTypes().map((t) => [t.parent, t.type, t.name, String(avail[t.type]), String(t.devices.length), t.description ?? '-']),
     );
 
-    interface LsDevice {
-      name: string;
-      bus: string | null;
-      driver: string | null;
-      pciId: string | null;
-      mdevType: string | null;
-      parent: string | null;
-      vfioDev: string | null;
-      cdev: string | null;
-    }
-    const groups = JSON.parse(ok(lsJson)) as { group: number; node: string | null; devices: LsDevice[] }[];
+    const groups = JSON.parse(ok(lsJson)) as ReturnType<typeof groupJson>[];
     expect(groups.map((g) => g.group)).toEqual(readdirSync('/sys/kernel/iommu_groups').map(Number).sort((a, b) => a - b));
     for (const g of groups) {
       expect(g.devices.map((d) => d.name)).toEqual(readdirSync(`/sys/kernel/iommu_groups/${g.group}/devices`).sort());

@@ -7,7 +7,7 @@
 import { spawn } from 'node:child_process';
 import { existsSync, readFileSync, readdirSync, readlinkSync } from 'node:fs';
 import { basename } from 'node:path';
-import { expect } from 'vitest';
+import { afterAll, afterEach, beforeAll, expect } from 'vitest';
 import { MdevBus } from '../../src/mdev.js';
 
 const read = (p: string): string => readFileSync(p, 'utf8').trim();
@@ -122,5 +122,26 @@ export function holdOpen(node: string): Promise<NodeHolder> {
         },
       });
     });
+  });
+}
+
+/**
+ * Registers the hooks every guest file that creates mdevs needs: remove what
+ * `created` tracks after each test, and check at the end that the set of mdevs
+ * and every pool are exactly as the file found them (other files assert counts).
+ */
+export function guardPools(created: Created): void {
+  let pools: Record<string, number>;
+  let devices: string[];
+  beforeAll(() => {
+    pools = rawAvailability();
+    devices = readdirSync('/sys/bus/mdev/devices').sort();
+  });
+  afterEach(async () => {
+    await created.removeAll();
+  });
+  afterAll(() => {
+    expect(readdirSync('/sys/bus/mdev/devices').sort()).toEqual(devices);
+    expect(rawAvailability()).toEqual(pools);
   });
 }

@@ -9,14 +9,15 @@ import { existsSync, readdirSync, readlinkSync, statSync, writeFileSync } from '
 import { basename } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { version as uuidVersion } from 'uuid';
-import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
-import { VfioError } from '../../src/errors.js';
+import { describe, expect, it } from 'vitest';
+import { failure } from '../host/mdev-shared.js';
 import { MdevBus, type Mdev } from '../../src/mdev.js';
 import { holdDevice } from '../../src/registry.js';
 import { iommuGroups } from '../../src/sysfs.js';
 import {
   ALL_TYPES,
   Created,
+  guardPools,
   MBOCHS_MB,
   MDPY_TYPES,
   expectPoolsConsistent,
@@ -30,8 +31,6 @@ import {
 
 const bus = new MdevBus();
 const created = new Created(bus);
-let poolsAtStart: Record<string, number>;
-let devicesAtStart: string[];
 
 const isCharDev = (p: string): boolean => existsSync(p) && statSync(p).isCharacterDevice();
 const available = (type: string): number => bus.types().find((t) => t.id === type)!.availableInstances;
@@ -44,29 +43,7 @@ async function make(type: string, options: { uuid?: string; parent?: string } = 
   return dev;
 }
 
-async function failure(fn: () => unknown): Promise<VfioError> {
-  try {
-    await fn();
-  } catch (err) {
-    expect(err).toBeInstanceOf(VfioError);
-    return err as VfioError;
-  }
-  throw new Error('expected a VfioError, got success');
-}
-
-beforeAll(() => {
-  poolsAtStart = rawAvailability();
-  devicesAtStart = readdirSync('/sys/bus/mdev/devices').sort();
-});
-
-afterEach(async () => {
-  await created.removeAll();
-});
-
-afterAll(() => {
-  expect(readdirSync('/sys/bus/mdev/devices').sort()).toEqual(devicesAtStart);
-  expect(rawAvailability()).toEqual(poolsAtStart);
-});
+guardPools(created);
 
 describe('the pools', () => {
   it('are sized as the guest loads the modules: 24 mtty ports, 4 mdpy instances, 256 MB for mbochs', () => {

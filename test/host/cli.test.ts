@@ -1,14 +1,8 @@
-import { spawn } from 'node:child_process';
 import { chmodSync, closeSync, constants as fsConstants, openSync, readFileSync } from 'node:fs';
-import { fileURLToPath } from 'node:url';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { main } from '../../src/cli.js';
 import { FakeSys } from './mdev-fake.js';
-
-const REPO = fileURLToPath(new URL('../..', import.meta.url));
-const CLI = `${REPO}src/cli.ts`;
-const U1 = '0b4d7c7e-4f6a-4c55-9a3e-6d1f2e3a4b5c';
-const U2 = 'f2c1d0a9-8b7e-4d6c-8b5a-493827161504';
+import { CLI, REPO, U1, U2, expectCliFailure as expectFailure, runVfio as spawnVfio } from './mdev-shared.js';
 
 let fake: FakeSys;
 let stopDriver: (() => void) | undefined;
@@ -38,32 +32,6 @@ async function vfio(...argv: string[]): Promise<Result> {
     stderr: { write: (s: string) => (stderr += s) },
   });
   return { status, stdout, stderr };
-}
-
-/** Runs the real entry point in a child process, as the `vfio` bin would. */
-function spawnVfio(argv: string[], opts: { uid?: number; gid?: number } = {}): Promise<Result & { ms: number }> {
-  const started = Date.now();
-  return new Promise((resolve, reject) => {
-    const child = spawn(process.execPath, ['--import', 'tsx', CLI, ...argv], { cwd: REPO, ...opts, env: { ...process.env, NODE_OPTIONS: '' } });
-    let stdout = '';
-    let stderr = '';
-    child.stdout.on('data', (d) => (stdout += d));
-    child.stderr.on('data', (d) => (stderr += d));
-    child.on('error', reject);
-    child.on('close', (status) => resolve({ status: status ?? -1, stdout, stderr, ms: Date.now() - started }));
-  });
-}
-
-/** Exit status 1 with exactly one stderr line naming the errno code, and the hint. */
-function expectFailure(r: Result, code: string, hint?: RegExp): string {
-  expect(r.status).toBe(1);
-  expect(r.stdout).toBe('');
-  const lines = r.stderr.split('\n');
-  expect(lines).toHaveLength(2); // one line and its newline
-  expect(lines[1]).toBe('');
-  expect(lines[0]).toMatch(new RegExp(`^vfio: ${code}: `));
-  if (hint) expect(lines[0]).toMatch(new RegExp(`\\(hint: .*${hint.source}.*\\)$`));
-  return lines[0]!;
 }
 
 /** Column start offsets of a header line. */

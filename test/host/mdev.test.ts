@@ -7,10 +7,9 @@ import { MdevBus, parseUuid } from '../../src/mdev.js';
 import { holdDevice } from '../../src/registry.js';
 import { SysRoot, iommuGroups, processesHolding } from '../../src/sysfs.js';
 import { FakeSys } from './mdev-fake.js';
+import { U1, U2, failure } from './mdev-shared.js';
 
 const E = constants.errno;
-const U1 = '0b4d7c7e-4f6a-4c55-9a3e-6d1f2e3a4b5c';
-const U2 = 'f2c1d0a9-8b7e-4d6c-8b5a-493827161504';
 const UPPER = 'A1B2C3D4-E5F6-4A7B-8C9D-0E1F2A3B4C5D';
 
 let fake: FakeSys;
@@ -24,17 +23,6 @@ afterEach(() => {
   stopDriver = undefined;
   fake.cleanup();
 });
-
-/** Runs `fn`, which must throw (or reject with) a VfioError, and returns it. */
-async function failure(fn: () => unknown): Promise<VfioError> {
-  try {
-    await fn();
-  } catch (err) {
-    expect(err).toBeInstanceOf(VfioError);
-    return err as VfioError;
-  }
-  throw new Error('expected a VfioError, got success');
-}
 
 const createFiles = () =>
   Object.entries({ mtty: ['mtty-1', 'mtty-2'], mdpy: ['mdpy-vga', 'mdpy-xga', 'mdpy-hd'], mbochs: ['mbochs-small', 'mbochs-medium', 'mbochs-large'] }).flatMap(
