@@ -5,6 +5,7 @@
       "sources": [
         "native/addon.cc",
         "native/ioctls.cc",
+        "native/iommufd.cc",
         "native/mapping.cc",
         "native/eventfd.cc",
         "native/uapi_check.cc"

@@ -29,6 +29,10 @@ int Ioctl(int fd, unsigned long request, void* arg) {
   return r;
 }
 
+void DefineFunctions(Napi::Env env, Napi::Object exports, std::initializer_list<std::pair<const char*, NativeFn>> functions) {
+  for (auto& [name, fn] : functions) exports.Set(name, Napi::Function::New(env, fn, name));
+}
+
 // ---------------------------------------------------------------------------------
 // Errors
 
@@ -359,6 +363,7 @@ Napi::Value MmapFd(const Napi::CallbackInfo& info);       // mapping.cc
 Napi::Value DmaAlloc(const Napi::CallbackInfo& info);     // mapping.cc
 Napi::Value NewEventFd(const Napi::CallbackInfo& info);   // eventfd.cc
 void DefineIoctls(Napi::Env env, Napi::Object exports);   // ioctls.cc
+void DefineIommufd(Napi::Env env, Napi::Object exports);  // iommufd.cc
 
 static Napi::Object Init(Napi::Env env, Napi::Object exports) {
   auto* d = new AddonData();
@@ -383,6 +388,7 @@ static Napi::Object Init(Napi::Env env, Napi::Object exports) {
   exports.Set("EventFd", d->eventFdCtor.Value());
   exports.Set("DmaBuffer", d->dmaBufferCtor.Value());
   DefineIoctls(env, exports);
+  DefineIommufd(env, exports);
   return exports;
 }
 

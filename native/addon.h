@@ -66,6 +66,10 @@ T* UnwrapTagged(const Napi::CallbackInfo& info, size_t i, const napi_type_tag& t
   return p;
 }
 
+// Adds `functions` to `exports` by name.
+using NativeFn = Napi::Value (*)(const Napi::CallbackInfo&);
+void DefineFunctions(Napi::Env env, Napi::Object exports, std::initializer_list<std::pair<const char*, NativeFn>> functions);
+
 // Retries on EINTR. Returns the ioctl's result or -1 with errno set.
 int Ioctl(int fd, unsigned long request, void* arg);
 

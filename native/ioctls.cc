@@ -284,11 +284,7 @@ Napi::Value RegionWriteFrom(const Napi::CallbackInfo& info) {
 }  // namespace
 
 void DefineIoctls(Napi::Env env, Napi::Object exports) {
-  struct Entry {
-    const char* name;
-    Napi::Value (*fn)(const Napi::CallbackInfo&);
-  };
-  const Entry entries[] = {
+  DefineFunctions(env, exports, {
       {"getApiVersion", GetApiVersion},
       {"checkExtension", CheckExtension},
       {"setIommu", SetIommu},
@@ -314,8 +310,7 @@ void DefineIoctls(Napi::Env env, Napi::Object exports) {
       {"regionWrite", RegionWrite},
       {"regionReadInto", RegionReadInto},
       {"regionWriteFrom", RegionWriteFrom},
-  };
-  for (const Entry& e : entries) exports.Set(e.name, Napi::Function::New(env, e.fn, e.name));
+  });
 }
 
 }  // namespace vfio

@@ -4,6 +4,7 @@
 import { VfioError } from './errors.js';
 import { native, type NativeDmaBuffer, type NativeFd } from './native.js';
 import { Resource, toU64 } from './resource.js';
+import { mapExtent, type DmaBuffer, type DmaMapOptions, type DmaSpace, type IovaRange } from './dma.js';
 import type { Group } from './group.js';
 import { VFIO_EXTENSIONS, VFIO_TYPE1v2_IOMMU } from './uapi/constants.js';
 import { decodeType1Info, type Type1Info } from './uapi/vfio.js';
@@ -27,7 +28,8 @@ export interface MapDmaOptions {
   write?: boolean;
 }
 
-export class Container extends Resource {
+export class Container extends Resource implements DmaSpace {
+  readonly backend = 'type1' as const;
   readonly #fd: NativeFd;
   #iommuSet = false;
 
@@ -108,6 +110,31 @@ export class Container extends Resource {
   /** VFIO_IOMMU_UNMAP_DMA of [iova, iova+size); returns the bytes unmapped. */
   unmapDma(iova: bigint | number, size: bigint | number): bigint {
     return native().unmapDma(this.handle('unmap dma'), 0, toU64(iova, 'iova'), toU64(size, 'size'));
+  }
+
+  /** DmaSpace.map: type1 has no kernel-chosen IOVAs, so `iova` is required. Returns it. */
+  map(buffer: DmaBuffer, o: DmaMapOptions): bigint {
+    if (o.iova === undefined) throw new TypeError('the type1 backend needs an iova for every mapping');
+    const { offset, size } = mapExtent(buffer, o);
+    this.mapDma(buffer, { ...o, iova: o.iova, offset, size });
+    return toU64(o.iova, 'iova');
+  }
+
+  unmap(iova: bigint | number, size: bigint | number): bigint {
+    return this.unmapDma(iova, size);
+  }
+
+  /**
+   * DmaSpace.iovaRanges: the IOVA_RANGE capability (inclusive ranges), or the
+   * whole space when the container has none (only mdev groups); the alignment is
+   * the smallest IOMMU page size.
+   */
+  iovaRanges(): { ranges: IovaRange[]; alignment: bigint } {
+    const info = this.iommuInfo();
+    const cap = info.caps.find((c) => c.kind === 'iova-range') as { ranges: { start: bigint; end: bigint }[] } | undefined;
+    const ranges = cap ? cap.ranges.map((r) => ({ start: r.start, last: r.end })) : [{ start: 0n, last: 0xffff_ffff_ffff_ffffn }];
+    const pg = info.iovaPgsizes;
+    return { ranges, alignment: pg === 0n ? 4096n : pg & -pg };
   }
 
   /** Unmaps everything (VFIO_DMA_UNMAP_FLAG_ALL); returns the bytes unmapped. */

@@ -3,10 +3,12 @@
  * region access, mmap'd views, interrupts, reset, hot reset, device features
  * and gfx planes. Works the same whether the fd came from a group or a cdev.
  */
-import { readFileSync } from 'node:fs';
+import { fstatSync, readFileSync, realpathSync } from 'node:fs';
+import { basename } from 'node:path';
 import { markAsUntransferable } from 'node:worker_threads';
 import { VfioError } from './errors.js';
 import { Interrupts } from './interrupts.js';
+import type { Hwpt, IommuFd, Ioas } from './iommufd.js';
 import { native, type NativeFd, type NativeMapping } from './native.js';
 import { boundDriver, checkRegionAccess } from './quirks.js';
 import { holdDevice } from './registry.js';
@@ -48,6 +50,24 @@ import {
 } from './uapi/vfio.js';
 import type { SparseMmapCap } from './uapi/caps.js';
 import { parsePciConfig, type PciConfig } from './pci/config.js';
+
+/** Until a cdev is bound, GET_INFO cannot be asked. */
+const UNBOUND_INFO: DeviceInfo = { argsz: 0, flags: 0, flagNames: [], numRegions: 0, numIrqs: 0, capOffset: 0, caps: [], truncated: false };
+
+/** The sysfs name (mdev UUID or PCI address) of the device behind a VFIO cdev fd, or null. */
+export function cdevDeviceName(fd: number, sysRoot = '/'): string | null {
+  try {
+    const st = fstatSync(fd);
+    if (!st.isCharacterDevice()) return null;
+    const major = Number((BigInt(st.rdev) >> 8n) & 0xfffn);
+    const minor = Number((BigInt(st.rdev) & 0xffn) | ((BigInt(st.rdev) >> 12n) & 0xfff00n));
+    const dev = realpathSync(`${sysRoot.replace(/\/$/, '')}/sys/dev/char/${major}:${minor}`);
+    if (!/\/vfio-dev\/vfio\d+$/.test(dev)) return null;
+    return basename(realpathSync(`${dev}/device`));
+  } catch {
+    return null;
+  }
+}
 
 /** How the device fd was obtained. */
 export type Backend = 'group' | 'cdev';
@@ -344,7 +364,10 @@ export class Device extends Resource {
   readonly #irqs = new Map<number, Interrupts>();
   #info: DeviceInfo;
 
-  /** @internal Use Group.openDevice() or the cdev path. */
+  #devid: number | null = null;
+  #attached: Ioas | Hwpt | null = null;
+
+  /** @internal Use Group.openDevice(), Device.openCdev() or openDevice(). */
   constructor(name: string, fd: NativeFd, backend: Backend) {
     super();
     this.name = name;
@@ -354,13 +377,73 @@ export class Device extends Resource {
     this.#release = holdDevice(name);
     try {
       // mtty and mdpy validate IRQ indexes against a stored GET_INFO reply: ask once
-      // up front (kernel-6.12-facts §0.7).
-      this.#info = this.#queryInfo();
+      // up front (kernel-6.12-facts §0.7). A cdev answers nothing before it is bound.
+      this.#info = backend === 'group' ? this.#queryInfo() : UNBOUND_INFO;
     } catch (e) {
       this.#release();
       fd.close();
       throw e;
     }
+  }
+
+  /**
+   * Opens a VFIO device cdev (/dev/vfio/devices/vfioN). Bind it to an iommufd
+   * and attach it to an IOAS before anything else: until bound the kernel
+   * answers every ioctl with EINVAL.
+   */
+  static openCdev(path: string): Device {
+    if (typeof path !== 'string' || !path.startsWith('/')) throw new TypeError(`a cdev path like /dev/vfio/devices/vfio0 is needed, got ${String(path)}`);
+    const fd = native().open(path, 'device');
+    return new Device(cdevDeviceName(fd.fd) ?? basename(path), fd, 'cdev');
+  }
+
+  /** Adopts a device cdev fd handed in by another process (as a VMM would); it is duplicated. */
+  static adoptCdev(fd: number): Device {
+    const h = native().adopt(fd, 'device', `device fd ${fd}`);
+    const name = cdevDeviceName(h.fd);
+    if (name === null) {
+      h.close();
+      throw new VfioError({ code: 'ENOTTY', errno: 25, operation: 'adopt device cdev', message: `fd ${fd} is not a VFIO device cdev` });
+    }
+    return new Device(name, h, 'cdev');
+  }
+
+  /** The iommufd device id after bind() (cdev only), else null. */
+  get devid(): number | null {
+    return this.#devid;
+  }
+
+  /** VFIO_DEVICE_BIND_IOMMUFD (cdev only): returns the devid; the device then closes before the iommufd. */
+  bind(iommufd: IommuFd): number {
+    const h = this.handle('bind');
+    const devid = native().deviceBindIommufd(h, iommufd.handle('bind'));
+    this.#devid = devid;
+    iommufd.own(this);
+    this.#info = this.#queryInfo();
+    return devid;
+  }
+
+  /**
+   * VFIO_DEVICE_ATTACH_IOMMUFD_PT to an IOAS or HWPT; returns the pt id the
+   * kernel reports (for vfio-pci on an IOAS: the HWPT it created). The device
+   * then closes before what it is attached to.
+   */
+  attach(target: Ioas | Hwpt): number {
+    const pt = native().deviceAttachPt(this.handle('attach'), target.id);
+    this.#attached = target;
+    target.own(this);
+    return pt;
+  }
+
+  /** VFIO_DEVICE_DETACH_IOMMUFD_PT. */
+  detach(): void {
+    native().deviceDetachPt(this.handle('detach'));
+    this.#attached = null;
+  }
+
+  /** The IOAS or HWPT this cdev is attached to, or null. */
+  get attachedTo(): Ioas | Hwpt | null {
+    return this.#attached;
   }
 
   protected describe(): string {
@@ -380,6 +463,7 @@ export class Device extends Resource {
 
   /** VFIO_DEVICE_GET_INFO: flags, region and IRQ counts, capabilities. */
   info(): DeviceInfo {
+    this.ensureOpen('info');
     this.ensureOpen('info');
     this.#info = this.#queryInfo();
     return this.#info;

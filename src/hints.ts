@@ -46,6 +46,14 @@ const RULES: HintRule[] = [
     when: (c) => c.code === 'EBUSY' && c.syscall === 'open' && isGroupNode(c.path),
     hint: 'a VFIO group can be open only once at a time: another process, or another Group object in this one, holds it',
   },
+  {
+    when: (c) => c.code === 'EINVAL' && c.syscall === 'ioctl' && under(c, '/dev/vfio/devices/') && !op(c, 'VFIO_DEVICE_BIND_IOMMUFD', 'VFIO_DEVICE_ATTACH_IOMMUFD_PT'),
+    hint: 'a device cdev answers nothing until it is bound: device.bind(iommufd), then device.attach(ioas)',
+  },
+  {
+    when: (c) => c.code === 'EINVAL' && op(c, 'VFIO_DEVICE_ATTACH_IOMMUFD_PT'),
+    hint: 'bind the device to the iommufd first (device.bind(iommufd)); an mdev can only attach to an IOAS',
+  },
   // --- group / container ordering ----------------------------------------------
   {
     when: (c) => c.code === 'EINVAL' && op(c, 'VFIO_GROUP_GET_DEVICE_FD'),

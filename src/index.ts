@@ -12,6 +12,7 @@ export {
   Region,
   MappedRegion,
   GfxDmabuf,
+  cdevDeviceName,
   type Backend,
   type IndexResult,
   type MmapOptions,
@@ -19,6 +20,9 @@ export {
   type IrqAction,
   type GfxPlaneQueryOptions,
 } from './device.js';
+export { IommuFd, Ioas, Hwpt, IOMMUFD_PATH, type HwInfo } from './iommufd.js';
+export { allocDmaBuffer, type DmaBuffer, type DmaAllocOptions, type DmaSpace, type DmaMapOptions, type IovaRange } from './dma.js';
+export { openDevice, resolveDevice, type OpenDeviceOptions, type OpenedDevice, type ResolvedDevice, type BackendChoice } from './open.js';
 export { Interrupts, createEventFd, type InterruptEvent, type InterruptWaitOptions } from './interrupts.js';
 export { heldCount } from './registry.js';
 export { boundDriver } from './quirks.js';

@@ -92,6 +92,23 @@ export interface NativeAddon {
   deviceGetPciHotResetInfo(h: NativeFd, argsz: number): Buffer;
   devicePciHotReset(h: NativeFd, hotReset: Uint8Array): Buffer;
 
+  iommufdDestroy(h: NativeFd, id: number): void;
+  ioasAlloc(h: NativeFd, flags?: number): number;
+  ioasIovaRanges(h: NativeFd, ioasId: number, capacity: number): { numIovas: number; alignment: bigint; ranges: Buffer };
+  ioasAllowIovas(h: NativeFd, ioasId: number, ranges: Uint8Array): void;
+  ioasMap(h: NativeFd, flags: number, ioasId: number, buf: NativeDmaBuffer, offset: bigint, length: bigint, iova: bigint): bigint;
+  ioasUnmap(h: NativeFd, ioasId: number, iova: bigint, length: bigint): bigint;
+  ioasCopy(h: NativeFd, flags: number, dstIoasId: number, srcIoasId: number, length: bigint, dstIova: bigint, srcIova: bigint): bigint;
+  iommufdOption(h: NativeFd, optionId: number, op: number, objectId: number, val64: bigint): bigint;
+  iommufdVfioIoas(h: NativeFd, op: number, ioasId: number): number;
+  getHwInfo(h: NativeFd, devId: number, dataLen: number): { type: number; maxPasidLog2: number; capabilities: bigint; dataLen: number; data: Buffer };
+  hwptAlloc(h: NativeFd, flags: number, devId: number, ptId: number, dataType: number, data?: Uint8Array): number;
+  hwptSetDirtyTracking(h: NativeFd, hwptId: number, enable: boolean): void;
+  hwptGetDirtyBitmap(h: NativeFd, hwptId: number, iova: bigint, length: bigint, pageSize: bigint, flags: number): Buffer;
+  deviceBindIommufd(h: NativeFd, iommufd: NativeFd): number;
+  deviceAttachPt(h: NativeFd, ptId: number): number;
+  deviceDetachPt(h: NativeFd): void;
+
   regionRead(h: NativeFd, offset: bigint, width: 1 | 2 | 4): number;
   regionRead(h: NativeFd, offset: bigint, width: 8): bigint;
   regionRead(h: NativeFd, offset: bigint, width: number): number | bigint;

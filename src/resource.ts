@@ -24,8 +24,11 @@ export abstract class Resource {
     if (this.#closed) throw VfioError.closed(`${this.describe()} (${operation})`);
   }
 
-  /** Makes `child` close before this object does. */
+  /** Makes `child` close before this object does (moving it from any previous parent). */
   protected adopt(child: Resource): void {
+    if (child.#parent === this) return;
+    const previous = child.#parent;
+    if (previous) previous.#dependents.delete(child);
     child.#parent = this;
     this.#dependents.add(child);
   }

@@ -1,0 +1,140 @@
+/**
+ * Opens a device by mdev UUID, PCI address or cdev path on the backend asked
+ * for — the legacy group/container path or the cdev + iommufd path — or on the
+ * best one available, and hands back one DmaSpace either way.
+ */
+import { existsSync, readdirSync, readlinkSync } from 'node:fs';
+import { basename, join } from 'node:path';
+import { Container } from './container.js';
+import { Device } from './device.js';
+import type { DmaSpace } from './dma.js';
+import { VfioError } from './errors.js';
+import { Group } from './group.js';
+import { IOMMUFD_PATH, IommuFd, type Ioas } from './iommufd.js';
+
+export type BackendChoice = 'group' | 'cdev' | 'auto';
+
+export interface OpenDeviceOptions {
+  /** 'group' (type1 container), 'cdev' (iommufd) or 'auto' (cdev + iommufd when the kernel has them). */
+  backend?: BackendChoice;
+  /** Root of /sys and /dev, for tests. */
+  root?: string;
+}
+
+/** A device with its DMA space; close() closes everything in order. */
+export interface OpenedDevice {
+  device: Device;
+  dma: DmaSpace;
+  backend: 'group' | 'cdev';
+  /** The group path's pieces, or the cdev path's, for those who need them. */
+  container?: Container;
+  group?: Group;
+  iommufd?: IommuFd;
+  ioas?: Ioas;
+  close(): void;
+  [Symbol.dispose](): void;
+}
+
+export interface ResolvedDevice {
+  /** The sysfs name: an mdev UUID (lower case) or a PCI address. */
+  name: string;
+  bus: 'mdev' | 'pci';
+  iommuGroup: number;
+  /** /dev/vfio/N (or noiommu-N). */
+  groupPath: string;
+  /** The cdev node name ('vfio0') or null. */
+  cdev: string | null;
+  cdevPath: string | null;
+}
+
+const PCI_ADDRESS = /^[0-9a-f]{4}:[0-9a-f]{2}:[0-9a-f]{2}\.[0-7]$/;
+
+/** Finds a device's group and cdev from its name, PCI address (short forms accepted) or cdev path. */
+export function resolveDevice(spec: string, root = '/'): ResolvedDevice {
+  const sys = (...p: string[]): string => join(root, 'sys', ...p);
+  let name = spec.trim().toLowerCase();
+  const cdevMatch = /^\/dev\/vfio\/devices\/(vfio\d+)$/.exec(spec);
+  if (cdevMatch) {
+    try {
+      name = basename(readlinkSync(sys('class/vfio-dev', cdevMatch[1]!, 'device')));
+    } catch {
+      throw new VfioError({ code: 'ENOENT', errno: 2, operation: 'resolve device', path: spec, message: `ENOENT: ${spec} is not a VFIO device cdev` });
+    }
+  } else if (/^[0-9a-f]{2}:[0-9a-f]{2}\.[0-7]$/.test(name)) {
+    name = `0000:${name}`;
+  }
+  const bus = existsSync(sys('bus/mdev/devices', name)) ? 'mdev' : existsSync(sys('bus/pci/devices', name)) ? 'pci' : null;
+  if (!bus) {
+    const what = PCI_ADDRESS.test(name) ? 'PCI device' : 'mdev';
+    throw new VfioError({ code: 'ENOENT', errno: 2, operation: 'resolve device', path: spec, message: `ENOENT: no ${what} named ${spec}`, hint: 'list devices with `vfio ls`' });
+  }
+  const dev = sys('bus', bus, 'devices', name);
+  let iommuGroup: number;
+  try {
+    iommuGroup = Number(basename(readlinkSync(join(dev, 'iommu_group'))));
+  } catch {
+    throw new VfioError({ code: 'ENOENT', errno: 2, operation: 'resolve device', path: dev, message: `ENOENT: ${name} has no IOMMU group`, hint: 'bind it to a VFIO driver (vfio-pci) first' });
+  }
+  const noiommu = existsSync(join(root, 'dev/vfio', `noiommu-${iommuGroup}`));
+  let cdev: string | null = null;
+  try {
+    cdev = readdirSync(join(dev, 'vfio-dev')).find((n) => /^vfio\d+$/.test(n)) ?? null;
+  } catch {
+    /* no vfio-dev: not bound to a VFIO driver, or no CONFIG_VFIO_DEVICE_CDEV */
+  }
+  return {
+    name,
+    bus,
+    iommuGroup,
+    groupPath: join('/dev/vfio', `${noiommu ? 'noiommu-' : ''}${iommuGroup}`),
+    cdev,
+    cdevPath: cdev ? join('/dev/vfio/devices', cdev) : null,
+  };
+}
+
+function opened(o: Omit<OpenedDevice, 'close' | typeof Symbol.dispose>, close: () => void): OpenedDevice {
+  return { ...o, close, [Symbol.dispose]: close };
+}
+
+/**
+ * Opens a device ready for use: on 'group', a type1v2 container with the
+ * device's group in it; on 'cdev', the device cdev bound to a new iommufd and
+ * attached to a fresh IOAS. 'auto' (the default) prefers cdev + iommufd.
+ */
+export function openDevice(spec: string, options: OpenDeviceOptions = {}): OpenedDevice {
+  const root = options.root ?? '/';
+  const r = resolveDevice(spec, root);
+  let backend = options.backend ?? 'auto';
+  if (backend !== 'group' && backend !== 'cdev' && backend !== 'auto') throw new TypeError(`backend must be 'group', 'cdev' or 'auto', got ${String(backend)}`);
+  if (backend === 'auto') backend = r.cdevPath && existsSync(join(root, IOMMUFD_PATH)) ? 'cdev' : 'group';
+  if (backend === 'cdev') {
+    if (!r.cdevPath) {
+      throw new VfioError({ code: 'ENOENT', errno: 2, operation: 'open device cdev', path: r.name, message: `ENOENT: ${r.name} has no VFIO device cdev`, hint: 'the kernel needs CONFIG_VFIO_DEVICE_CDEV; use the group backend' });
+    }
+    const iommufd = IommuFd.open(join(root, IOMMUFD_PATH));
+    try {
+      const ioas = iommufd.allocIoas();
+      const device = Device.openCdev(join(root, r.cdevPath));
+      iommufd.own(device);
+      device.bind(iommufd);
+      device.attach(ioas);
+      return opened({ device, dma: ioas, backend, iommufd, ioas }, () => iommufd.close());
+    } catch (e) {
+      iommufd.close();
+      throw e;
+    }
+  }
+  const container = Container.open(join(root, 'dev/vfio/vfio'));
+  let group: Group | undefined;
+  try {
+    group = Group.open(r.iommuGroup, { devRoot: join(root, 'dev/vfio'), noiommu: r.groupPath.includes('noiommu-') });
+    group.setContainer(container);
+    container.setIommu();
+    const device = group.openDevice(r.name);
+    return opened({ device, dma: container, backend, container, group }, () => container.close());
+  } catch (e) {
+    group?.close();
+    container.close();
+    throw e;
+  }
+}
