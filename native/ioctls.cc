@@ -126,6 +126,40 @@ Napi::Value UnmapDma(const Napi::CallbackInfo& info) {
   return Napi::BigInt::New(env, u.size);
 }
 
+constexpr uint32_t kDirtyStart = 1, kDirtyStop = 2, kDirtyGet = 4;
+
+// iommuDirtyPages(container, flags, iova, size, pgsize): START (1) / STOP (2) return
+// undefined; GET_BITMAP (4) returns the bitmap (one bit per pgsize page), held in native memory.
+Napi::Value IommuDirtyPages(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  FdHandle* h = H(info);
+  uint32_t flags = ArgU32(info, 1, "flags");
+  if (flags != kDirtyStart && flags != kDirtyStop && flags != kDirtyGet) ThrowRange(env, "flags must be exactly one of START (1), STOP (2), GET_BITMAP (4)");
+  int fd = h->Require(env, "VFIO_IOMMU_DIRTY_PAGES");
+  if (flags != kDirtyGet) {
+    iommu_type1_dirty_bitmap d{sizeof(d), flags};
+    if (Ioctl(fd, IOMMU_DIRTY_PAGES, &d) < 0) ThrowErrno(env, errno, "ioctl", "VFIO_IOMMU_DIRTY_PAGES", h->path());
+    return env.Undefined();
+  }
+  uint64_t iova = ArgU64(info, 2, "iova"), size = ArgU64(info, 3, "size"), pgsize = ArgU64(info, 4, "pgsize");
+  if (pgsize == 0 || (pgsize & (pgsize - 1)) != 0) ThrowRange(env, "pgsize must be a power of two");
+  uint64_t pages = size / pgsize + (size % pgsize ? 1 : 0);
+  uint64_t bytes = (pages + 63) / 64 * 8;
+  if (size == 0 || bytes > (uint64_t{1} << 24)) ThrowRange(env, "size must be non-zero and its bitmap at most 16 MiB");
+  std::vector<uint8_t> bitmap(bytes, 0);
+  struct {
+    iommu_type1_dirty_bitmap hdr;
+    iommu_type1_dirty_bitmap_get get;
+  } d{};
+  static_assert(sizeof(d) == 48);
+  d.hdr = {sizeof(d), kDirtyGet};
+  d.get.iova = iova;
+  d.get.size = size;
+  d.get.bm = {pgsize, bytes, reinterpret_cast<uint64_t>(bitmap.data())};
+  if (Ioctl(fd, IOMMU_DIRTY_PAGES, &d) < 0) ThrowErrno(env, errno, "ioctl", "VFIO_IOMMU_DIRTY_PAGES", h->path());
+  return CopyOut(env, bitmap.data(), bitmap.size());
+}
+
 // --- group ---------------------------------------------------------------------------
 Napi::Value GroupGetStatus(const Napi::CallbackInfo& info) {
   return InfoIoctl(info, GROUP_GET_STATUS, "VFIO_GROUP_GET_STATUS", sizeof(group_status), [](uint8_t*) {});
@@ -291,6 +325,7 @@ void DefineIoctls(Napi::Env env, Napi::Object exports) {
       {"iommuGetInfo", IommuGetInfo},
       {"mapDma", MapDma},
       {"unmapDma", UnmapDma},
+      {"iommuDirtyPages", IommuDirtyPages},
       {"groupGetStatus", GroupGetStatus},
       {"groupSetContainer", GroupSetContainer},
       {"groupUnsetContainer", GroupUnsetContainer},

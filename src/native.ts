@@ -74,6 +74,8 @@ export interface NativeAddon {
   iommuGetInfo(h: NativeFd, argsz: number): Buffer;
   mapDma(h: NativeFd, flags: number, buf: NativeDmaBuffer, offset: bigint, iova: bigint, size: bigint): void;
   unmapDma(h: NativeFd, flags: number, iova: bigint, size: bigint): bigint;
+  iommuDirtyPages(h: NativeFd, flags: 1 | 2): undefined;
+  iommuDirtyPages(h: NativeFd, flags: 4, iova: bigint, size: bigint, pgsize: bigint): Buffer;
 
   groupGetStatus(h: NativeFd): Buffer;
   groupSetContainer(h: NativeFd, container: NativeFd): void;
