@@ -11,6 +11,8 @@ import { pathToFileURL } from 'node:url';
 import { parseArgs } from 'node:util';
 import { VfioError } from './errors.js';
 import { MdevBus, type Mdev, type MdevType } from './mdev.js';
+import { deviceInfoJson } from './info.js';
+import { openDevice } from './open.js';
 import { SysRoot, iommuGroups, type IommuGroup } from './sysfs.js';
 
 /** Where a command writes. */
@@ -60,6 +62,7 @@ const OPTION_SPECS = {
   parent: { type: 'string', value: 'P', help: 'the parent device (needed when several parents offer the type)' },
   uuid: { type: 'string', value: 'U', help: 'the UUID to create (default: a fresh v4 UUID)' },
   timeout: { type: 'string', value: 'S', help: 'seconds to wait for the kernel' },
+  backend: { type: 'string', value: 'B', help: 'group (container + group fd) or cdev (iommufd + device cdev); default: cdev for a cdev path, else group' },
 } satisfies Record<string, OptionSpec>;
 
 /** The name of an option, without the dashes. */
@@ -139,8 +142,37 @@ export const groupJson = (g: IommuGroup) => ({
   })),
 });
 
-/** The command table. `vfio info` and later commands are added here. */
+/** The command table. */
 export const COMMANDS: Command[] = [
+  {
+    name: 'info',
+    args: ['<device>'],
+    options: ['backend', 'json'],
+    summary: 'a device\'s info, regions (with capabilities) and IRQs, by mdev UUID, PCI address or cdev path',
+    run(ctx) {
+      const spec = ctx.args[0]!;
+      const backend = (ctx.values.backend as string | undefined) ?? (spec.startsWith('/dev/vfio/devices/') ? 'cdev' : 'group');
+      if (backend !== 'group' && backend !== 'cdev') throw new UsageError(`--backend takes group or cdev, not ${JSON.stringify(backend)}`);
+      const opened = openDevice(spec, { backend, root: ctx.sys.path('/') });
+      let info;
+      try {
+        info = deviceInfoJson(opened.device);
+      } finally {
+        opened.close();
+      }
+      if (ctx.values.json) return ctx.print(json(info));
+      const lines = [`${info.device} (${info.backend}): flags ${info.flagNames.join('|') || info.flags}, ${info.numRegions} regions, ${info.numIrqs} irqs`, ''];
+      const regionRows = info.regions.map((r) =>
+        'error' in r
+          ? [String(r.index), '-', '-', '-', '-', r.error]
+          : [String(r.index), r.name, `0x${BigInt(r.size).toString(16)}`, `0x${BigInt(r.offset).toString(16)}`, r.flagNames.join('|') || '-', r.caps.map((c) => String((c as { kind?: string }).kind ?? '')).join(',') || '-'],
+      );
+      lines.push(table(['REGION', 'NAME', 'SIZE', 'OFFSET', 'FLAGS', 'CAPS'], regionRows));
+      const irqRows = info.irqs.map((i) => ('error' in i ? [String(i.index), '-', '-', i.error] : [String(i.index), i.name, String(i.count), i.flagNames.join('|') || '-']));
+      lines.push(table(['IRQ', 'NAME', 'COUNT', 'FLAGS'], irqRows));
+      ctx.print(lines.join('\n'));
+    },
+  },
   {
     name: 'ls',
     args: [],

@@ -28,7 +28,18 @@ export interface VfioErrorInit {
   cause?: unknown;
 }
 
-const errnoNames = new Map<number, string>(Object.entries(constants.errno).map(([name, n]) => [n, name]));
+/** Linux (x86_64) errnos that the kernel's VFIO/mdev/iommufd paths return but libuv does not name. */
+const LINUX_ERRNOS: Record<number, [string, string]> = {
+  77: ['EBADFD', 'file descriptor in bad state'],
+  87: ['EUSERS', 'too many users'],
+  121: ['EREMOTEIO', 'remote I/O error'],
+  524: ['ENOTSUPP', 'operation is not supported'],
+};
+
+const errnoNames = new Map<number, string>([
+  ...Object.entries(LINUX_ERRNOS).map(([n, [name]]): [number, string] => [Number(n), name]),
+  ...Object.entries(constants.errno).map(([name, n]): [number, string] => [n, name]),
+]);
 let systemErrors: Map<number, [string, string]> | undefined;
 
 /** The errno name for a positive or negative errno ('EBUSY'), or `E<n>` when unknown. */
@@ -38,13 +49,16 @@ export function errnoName(errno: number): string {
 
 /** The positive errno for a name ('EBUSY' → 16), or undefined. */
 export function errnoNumber(code: string): number | undefined {
-  return (constants.errno as Record<string, number>)[code];
+  const known = (constants.errno as Record<string, number>)[code];
+  if (known !== undefined) return known;
+  const extra = Object.entries(LINUX_ERRNOS).find(([, [name]]) => name === code);
+  return extra ? Number(extra[0]) : undefined;
 }
 
 /** strerror-like text, as Node prints it ('device or resource busy'). */
 export function errnoMessage(errno: number): string {
   systemErrors ??= getSystemErrorMap();
-  return systemErrors.get(-Math.abs(errno))?.[1] ?? `error ${Math.abs(errno)}`;
+  return systemErrors.get(-Math.abs(errno))?.[1] ?? LINUX_ERRNOS[Math.abs(errno)]?.[1] ?? `error ${Math.abs(errno)}`;
 }
 
 export class VfioError extends Error {
@@ -84,9 +98,11 @@ export class VfioError extends Error {
     const e = err as NodeJS.ErrnoException;
     if (typeof e?.errno === 'number' || typeof e?.code === 'string') {
       const errno = typeof e.errno === 'number' ? e.errno : errnoNumber(e.code ?? '');
+      // Node names errnos libuv does not know 'Unknown system error -87': use the Linux name.
+      const code = errno && (!e.code || e.code.startsWith('Unknown system error')) ? errnoName(errno) : e.code;
       return new VfioError({
         ...(errno ? { errno } : {}),
-        code: e.code,
+        code,
         syscall: init.syscall ?? e.syscall,
         operation: init.operation,
         path: init.path ?? e.path,

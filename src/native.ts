@@ -59,6 +59,11 @@ export interface StructLayout {
 }
 
 export interface NativeAddon {
+  /** The wrapped classes (constructible only from native code). */
+  FdHandle: abstract new () => NativeFd;
+  Mapping: abstract new () => NativeMapping;
+  EventFd: abstract new () => NativeEventFd;
+  DmaBuffer: abstract new () => NativeDmaBuffer;
   initialize(errorClass: typeof VfioError): void;
   open(path: string, kind: string, readOnly?: boolean): NativeFd;
   adopt(fd: number, kind: string, label: string): NativeFd;
