@@ -139,6 +139,15 @@ const RULES: HintRule[] = [
     when: (c) => c.code === 'ENODEV' && op(c, 'mdev create', 'mdev remove'),
     hint: 'the parent is being unregistered (its module is unloading)',
   },
+  // --- DMA buffers and IOVA allocation ------------------------------------------------
+  {
+    when: (c) => op(c, 'DmaBuffer alloc (hugetlb)'),
+    hint: 'no free huge pages: reserve some first (echo N > /proc/sys/vm/nr_hugepages, 2 MiB each; check HugePages_Free in /proc/meminfo), or allocate without hugepage',
+  },
+  {
+    when: (c) => c.code === 'ENOSPC' && op(c, 'IOVA alloc'),
+    hint: 'the IOVA space (within the DMA mapper\'s limit) has no free block that large: unmap mappings you no longer need, map smaller pieces, or raise the limit if the device can address more',
+  },
 ];
 
 /** The hint for a failure, or undefined when none is known. */

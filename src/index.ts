@@ -29,3 +29,17 @@ export { boundDriver } from './quirks.js';
 export * from './mdev.js';
 export * from './uapi/index.js';
 export * from './pci/index.js';
+export { IovaAllocator, type IovaAllocatorOptions } from './iova.js';
+export {
+  DmaMapper,
+  DmaLimitError,
+  DirtyTracking,
+  memlockStatus,
+  isMdev,
+  type DmaMapping,
+  type DmaMapperOptions,
+  type DmaMapperMapOptions,
+  type MemlockStatus,
+  type DirtyProbe,
+  type ProcReader,
+} from './dma-mapper.js';
