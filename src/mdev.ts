@@ -11,6 +11,7 @@
  * the device is open anywhere.
  */
 import { spawn } from 'node:child_process';
+import { existsSync } from 'node:fs';
 import { constants } from 'node:os';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { v4 as uuidv4 } from 'uuid';
@@ -34,24 +35,9 @@ const MDEV_DEVICES = '/sys/bus/mdev/devices';
 const UUID_RE = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i;
 const POLL_MS = 10;
 
-/** Linux errnos that Node has no name for: libuv reports them as 'Unknown system error -87'. */
-const UNNAMED_ERRNOS: Record<number, [code: string, text: string]> = { [87]: ['EUSERS', 'too many users'] };
-
-/** VfioError.from, plus the names of the Linux errnos Node does not know (mdpy's EUSERS). */
+/** VfioError.from with the operation and path (errors.ts names the errnos Node does not, such as mdpy's EUSERS). */
 function wrapFsError(err: unknown, operation: string, path: string): VfioError {
-  const e = err as NodeJS.ErrnoException;
-  const unnamed = typeof e?.errno === 'number' ? UNNAMED_ERRNOS[Math.abs(e.errno)] : undefined;
-  if (!unnamed) return VfioError.from(err, { operation, path });
-  const [code, text] = unnamed;
-  return new VfioError({
-    errno: e.errno!,
-    code,
-    syscall: e.syscall,
-    operation,
-    path,
-    message: `${code}: ${text}, ${[e.syscall, operation].filter(Boolean).join(' ')} '${path}'`,
-    cause: err,
-  });
+  return VfioError.from(err, { operation, path });
 }
 
 /** An mdev type of one parent, from <parent>/mdev_supported_types/<id>. */
@@ -141,6 +127,13 @@ export function parseUuid(uuid: string, operation = 'mdev'): string {
 const WRITER = `const fs = require('fs');
 try { fs.writeFileSync(process.argv[1], process.argv[2]); }
 catch (e) { process.stderr.write(JSON.stringify({ code: e.code, errno: e.errno, syscall: e.syscall })); process.exitCode = 1; }`;
+
+// The same in perl (Debian's perl-base is essential), which starts in milliseconds where
+// node takes a second under emulation; it reports {"syscall","errno"} the same way.
+const PERL_WRITER = `open(my $f, ">", $ARGV[0]) or do { print STDERR qq({"syscall":"open","errno":-) . ($!+0) . "}"; exit 1 };
+defined(syswrite($f, $ARGV[1])) or do { print STDERR qq({"syscall":"write","errno":-) . ($!+0) . "}"; exit 1 };
+close($f) or do { print STDERR qq({"syscall":"close","errno":-) . ($!+0) . "}"; exit 1 };`;
+const PERL = ['/usr/bin/perl', '/bin/perl'].find((p) => existsSync(p));
 
 /** The mdevs, parents and types under one sysfs root. */
 export class MdevBus {
@@ -364,7 +357,8 @@ export class MdevBus {
     const env = { ...process.env };
     delete env.NODE_OPTIONS;
     return new Promise((resolve, reject) => {
-      const child = spawn(process.execPath, ['-e', WRITER, this.sys.path(abs), data], { stdio: ['ignore', 'ignore', 'pipe'], env });
+      const [cmd, args] = PERL ? [PERL, ['-e', PERL_WRITER]] : [process.execPath, ['-e', WRITER]];
+      const child = spawn(cmd, [...args, this.sys.path(abs), data], { stdio: ['ignore', 'ignore', 'pipe'], env });
       let stderr = '';
       child.stderr!.setEncoding('utf8').on('data', (s: string) => (stderr += s));
       const timer = setTimeout(() => {
@@ -386,7 +380,7 @@ export class MdevBus {
         } catch {
           /* not our report: the child died otherwise */
         }
-        if (reported?.code) {
+        if (reported?.code || reported?.errno) {
           reject(wrapFsError(reported, operation, abs));
         } else {
           reject(
