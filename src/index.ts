@@ -43,3 +43,4 @@ export {
   type DirtyProbe,
   type ProcReader,
 } from './dma-mapper.js';
+export { EduDriver, findEdu, eduFactorial, EDU_REG, EDU_ID, EDU_DMA_LIMIT, EDU_DMA_MAX, type EduIrqMode, type EduOpenOptions, type EduWaitOptions, type EduRoundTrip } from './drivers/edu.js';

@@ -1,0 +1,308 @@
+/**
+ * A userspace driver for QEMU's `edu` PCI device (1234:11e8), written against
+ * this package's public pieces only: openDevice() on either backend, a mapped
+ * BAR0, PCI config, the interrupt API (MSI or INTx) and a DmaMapper whose IOVAs
+ * stay below edu's 28-bit DMA mask. Register map: QEMU docs/specs/edu.rst.
+ */
+import { readFileSync, readdirSync } from 'node:fs';
+import { join } from 'node:path';
+import type { MappedRegion } from '../device.js';
+import { allocDmaBuffer } from '../dma.js';
+import { DmaMapper, type DmaMapperOptions, type DmaMapping } from '../dma-mapper.js';
+import { VfioError } from '../errors.js';
+import type { Interrupts } from '../interrupts.js';
+import { openDevice, type BackendChoice, type OpenedDevice } from '../open.js';
+import { PCI_COMMAND_MASTER, PCI_COMMAND_MEMORY, PCI_CONFIG } from '../pci/config.js';
+import { VFIO_PCI_BAR0_REGION_INDEX, VFIO_PCI_CONFIG_REGION_INDEX, VFIO_PCI_INTX_IRQ_INDEX, VFIO_PCI_MSI_IRQ_INDEX } from '../uapi/constants.js';
+
+/** edu's BAR0 registers. Below 0x80 only 4-byte accesses work; the DMA registers take 8. */
+export const EDU_REG = {
+  ID: 0x00,
+  LIVENESS: 0x04,
+  FACTORIAL: 0x08,
+  STATUS: 0x20,
+  IRQ_STATUS: 0x24,
+  IRQ_RAISE: 0x60,
+  IRQ_ACK: 0x64,
+  DMA_SRC: 0x80,
+  DMA_DST: 0x88,
+  DMA_COUNT: 0x90,
+  DMA_CMD: 0x98,
+} as const;
+
+export const EDU_VENDOR = 0x1234;
+export const EDU_DEVICE = 0x11e8;
+/** The ID register: major 1, minor 0. */
+export const EDU_ID = 0x010000ed;
+/** STATUS: a factorial is being computed (read-only). */
+export const EDU_STATUS_COMPUTING = 0x01;
+/** STATUS: raise an interrupt when the factorial is done. */
+export const EDU_STATUS_IRQFACT = 0x80;
+/** IRQ_STATUS bit raised by a finished factorial. */
+export const EDU_IRQ_FACTORIAL = 0x001;
+/** IRQ_STATUS bit raised by a finished DMA transfer. */
+export const EDU_IRQ_DMA = 0x100;
+/** DMA_CMD bits: start, direction (set: edu → RAM), raise an interrupt when done. */
+export const EDU_DMA_START = 0x1;
+export const EDU_DMA_TO_RAM = 0x2;
+export const EDU_DMA_IRQ = 0x4;
+/** edu's internal DMA buffer: 4096 bytes at device address 0x40000. */
+export const EDU_DMA_BUFFER = 0x40000n;
+export const EDU_DMA_BUFFER_SIZE = 4096;
+/**
+ * The most one transfer may move: edu in QEMU up to 7.2 checks the range with
+ * `end < buffer end` (hw/misc/edu.c edu_check_range, fixed in later QEMU), and an
+ * out-of-range transfer is a hw_error() that aborts the whole VM — so a transfer
+ * must end before the buffer's last byte: offset + count ≤ 4095.
+ */
+export const EDU_DMA_MAX = EDU_DMA_BUFFER_SIZE - 1;
+/** edu masks DMA addresses to 28 bits: every IOVA it is given must lie below this. */
+export const EDU_DMA_LIMIT = 0x10000000n;
+
+export type EduIrqMode = 'msi' | 'intx';
+
+export interface EduOpenOptions {
+  /** The PCI address; default: the first 1234:11e8 device in /sys/bus/pci/devices. */
+  address?: string;
+  /** 'group' (type1 container), 'cdev' (iommufd) or 'auto'. */
+  backend?: BackendChoice;
+  /** Passed on to the DmaMapper (its `limit` is always edu's 28-bit mask). */
+  mapper?: Omit<DmaMapperOptions, 'limit' | 'devices'>;
+}
+
+export interface EduWaitOptions {
+  /** How completion is signalled (default 'msi'). */
+  irq?: EduIrqMode;
+  /** Milliseconds to wait for the interrupt (default 10 000). */
+  timeoutMs?: number;
+}
+
+/** What a DMA round trip did. */
+export interface EduRoundTrip {
+  /** Buffer A's mapping (RAM → edu). */
+  source: DmaMapping;
+  /** Buffer B's mapping (edu → RAM). */
+  destination: DmaMapping;
+  /** IRQ_STATUS seen at each completion. */
+  irqStatus: [number, number];
+  /** A copy of what arrived in buffer B. */
+  result: Uint8Array;
+}
+
+/** The PCI address of the first edu device, from sysfs. */
+export function findEdu(root = '/'): string {
+  const pci = join(root, 'sys/bus/pci/devices');
+  const id = (a: string, f: string): number => Number(readFileSync(join(pci, a, f), 'utf8').trim());
+  const found = readdirSync(pci).find((a) => id(a, 'vendor') === EDU_VENDOR && id(a, 'device') === EDU_DEVICE);
+  if (!found) throw new VfioError({ code: 'ENODEV', errno: 19, operation: 'find edu', path: pci, message: 'ENODEV: no edu device (1234:11e8) on the PCI bus', hint: 'start QEMU with -device edu' });
+  return found;
+}
+
+/** u32 n!, as edu computes it (wrapping). */
+export function eduFactorial(n: number): number {
+  let r = 1;
+  for (let i = 2; i <= n; i++) r = Math.imul(r, i) >>> 0;
+  return r >>> 0;
+}
+
+export class EduDriver {
+  readonly opened: OpenedDevice;
+  readonly mapper: DmaMapper;
+  /** BAR0's first page, mapped: every register lives there. */
+  readonly regs: MappedRegion;
+  #irq: Interrupts | null = null;
+  #mode: EduIrqMode | null = null;
+  #closed = false;
+
+  private constructor(opened: OpenedDevice, mapper: DmaMapper, regs: MappedRegion) {
+    this.opened = opened;
+    this.mapper = mapper;
+    this.regs = regs;
+  }
+
+  /**
+   * Opens edu on the backend asked for, maps BAR0, checks the ID register and
+   * enables bus mastering (vfio-pci clears it at open).
+   */
+  static open(options: EduOpenOptions = {}): EduDriver {
+    const opened = openDevice(options.address ?? findEdu(), { backend: options.backend ?? 'auto' });
+    try {
+      const mapper = new DmaMapper(opened.dma, { ...options.mapper, limit: EDU_DMA_LIMIT, devices: [opened.device] });
+      const regs = opened.device.mmap(VFIO_PCI_BAR0_REGION_INDEX, { length: 4096 });
+      const edu = new EduDriver(opened, mapper, regs);
+      const id = edu.id();
+      if (id !== EDU_ID) {
+        throw new VfioError({ code: 'ENODEV', errno: 19, operation: 'edu probe', path: opened.device.name, message: `ENODEV: ${opened.device.name} answers ID 0x${id.toString(16)}, not edu's 0x${EDU_ID.toString(16)}` });
+      }
+      edu.enableBusMaster();
+      return edu;
+    } catch (e) {
+      opened.close();
+      throw e;
+    }
+  }
+
+  get backend(): 'group' | 'cdev' {
+    return this.opened.backend;
+  }
+
+  get device(): OpenedDevice['device'] {
+    return this.opened.device;
+  }
+
+  /** The interrupts currently enabled, or null. */
+  get interrupts(): Interrupts | null {
+    return this.#irq;
+  }
+
+  /** The ID register (0x010000ed for edu 1.0). */
+  id(): number {
+    return this.regs.read32(EDU_REG.ID);
+  }
+
+  /** Writes `value` to the liveness register and returns what it reads back (edu answers ~value). */
+  liveness(value: number): number {
+    this.regs.write32(EDU_REG.LIVENESS, value >>> 0);
+    return this.regs.read32(EDU_REG.LIVENESS);
+  }
+
+  /** Sets Bus Master (and Memory Space) in PCI_COMMAND; returns the command register now. */
+  enableBusMaster(): number {
+    const cfg = this.device.region(VFIO_PCI_CONFIG_REGION_INDEX);
+    const cmd = cfg.read16(PCI_CONFIG.COMMAND);
+    const want = cmd | PCI_COMMAND_MASTER | PCI_COMMAND_MEMORY;
+    if (want !== cmd) cfg.write16(PCI_CONFIG.COMMAND, want);
+    return cfg.read16(PCI_CONFIG.COMMAND);
+  }
+
+  /**
+   * Switches the interrupt mode: MSI (index 1) or INTx (index 0). vfio-pci
+   * allows one of them at a time, so the other is disabled first.
+   */
+  useInterrupts(mode: EduIrqMode): Interrupts {
+    if (mode !== 'msi' && mode !== 'intx') throw new TypeError(`irq must be 'msi' or 'intx', got ${String(mode)}`);
+    if (this.#irq && this.#mode === mode) return this.#irq;
+    this.#irq?.close();
+    this.#irq = null;
+    this.#irq = this.device.enableInterrupts(mode === 'msi' ? VFIO_PCI_MSI_IRQ_INDEX : VFIO_PCI_INTX_IRQ_INDEX);
+    this.#mode = mode;
+    return this.#irq;
+  }
+
+  /**
+   * Runs `start` and waits for the interrupt it causes; then checks that edu's
+   * IRQ_STATUS has `bits`, acknowledges them (and unmasks INTx, which vfio-pci
+   * masked when it fired). Returns IRQ_STATUS as seen.
+   */
+  async #interrupting(bits: number, o: EduWaitOptions, start: () => void): Promise<number> {
+    const mode = o.irq ?? 'msi';
+    const irq = this.useInterrupts(mode);
+    const timeoutMs = o.timeoutMs ?? 10_000;
+    const got = irq.next({ signal: AbortSignal.timeout(timeoutMs) });
+    start();
+    try {
+      await got;
+    } catch (e) {
+      const status = this.regs.read32(EDU_REG.IRQ_STATUS);
+      throw new VfioError({
+        code: 'ETIMEDOUT',
+        errno: 110,
+        operation: 'edu interrupt',
+        path: this.device.name,
+        message: `ETIMEDOUT: no ${mode} interrupt within ${timeoutMs} ms (IRQ_STATUS 0x${status.toString(16)})`,
+        cause: e,
+      });
+    }
+    const status = this.regs.read32(EDU_REG.IRQ_STATUS);
+    this.regs.write32(EDU_REG.IRQ_ACK, status);
+    if (mode === 'intx') this.device.unmask(VFIO_PCI_INTX_IRQ_INDEX);
+    if ((status & bits) !== bits) {
+      throw new VfioError({ code: 'EIO', errno: 5, operation: 'edu interrupt', path: this.device.name, message: `EIO: interrupt with IRQ_STATUS 0x${status.toString(16)}, expected bits 0x${bits.toString(16)}` });
+    }
+    return status;
+  }
+
+  /** n! in u32, computed by edu; completion is an interrupt (MSI or INTx). */
+  async factorial(n: number, o: EduWaitOptions = {}): Promise<number> {
+    if (!Number.isInteger(n) || n < 0 || n > 0xffffffff) throw new RangeError(`n must be a u32, got ${n}`);
+    if (this.regs.read32(EDU_REG.STATUS) & EDU_STATUS_COMPUTING) throw new VfioError({ code: 'EBUSY', errno: 16, operation: 'edu factorial', message: 'EBUSY: edu is still computing' });
+    this.regs.write32(EDU_REG.STATUS, EDU_STATUS_IRQFACT);
+    try {
+      await this.#interrupting(EDU_IRQ_FACTORIAL, o, () => this.regs.write32(EDU_REG.FACTORIAL, n));
+    } finally {
+      this.regs.write32(EDU_REG.STATUS, 0);
+    }
+    return this.regs.read32(EDU_REG.FACTORIAL);
+  }
+
+  /**
+   * One DMA transfer of `count` bytes between `iova` and edu's buffer at
+   * 0x40000 + `deviceOffset`, completed by an interrupt. Returns IRQ_STATUS.
+   */
+  async dma(direction: 'to-device' | 'to-ram', iova: bigint, count: number, o: EduWaitOptions & { deviceOffset?: number } = {}): Promise<number> {
+    const devOff = o.deviceOffset ?? 0;
+    if (!Number.isInteger(count) || count <= 0 || !Number.isInteger(devOff) || devOff < 0 || devOff + count > EDU_DMA_MAX) {
+      // Checked here because edu answers an out-of-range transfer by aborting QEMU (see EDU_DMA_MAX).
+      throw new RangeError(`a transfer must lie within edu's buffer and end before its last byte (offset + count ≤ ${EDU_DMA_MAX}): ${count} bytes at offset ${devOff} do not`);
+    }
+    if (iova < 0n || iova + BigInt(count) > EDU_DMA_LIMIT) throw new RangeError(`IOVA 0x${iova.toString(16)} (+${count}) is past edu's 28-bit DMA mask`);
+    if (this.regs.read32(EDU_REG.DMA_CMD) & EDU_DMA_START) throw new VfioError({ code: 'EBUSY', errno: 16, operation: 'edu dma', message: 'EBUSY: a DMA transfer is running' });
+    const dev = EDU_DMA_BUFFER + BigInt(devOff);
+    const toRam = direction === 'to-ram';
+    this.regs.write64(EDU_REG.DMA_SRC, toRam ? dev : iova);
+    this.regs.write64(EDU_REG.DMA_DST, toRam ? iova : dev);
+    this.regs.write64(EDU_REG.DMA_COUNT, BigInt(count));
+    const status = await this.#interrupting(EDU_IRQ_DMA, o, () => this.regs.write64(EDU_REG.DMA_CMD, BigInt(EDU_DMA_START | EDU_DMA_IRQ | (toRam ? EDU_DMA_TO_RAM : 0))));
+    if (this.regs.read32(EDU_REG.DMA_CMD) & EDU_DMA_START) throw new VfioError({ code: 'EIO', errno: 5, operation: 'edu dma', message: 'EIO: DMA interrupt while the transfer is still running' });
+    return status;
+  }
+
+  /**
+   * Buffer A (holding `data`) → edu's buffer → buffer B, each leg completed by
+   * an interrupt. Both buffers are mapped through the DmaMapper (A read-only,
+   * B write-only for the device), then unmapped and freed. Throws EIO if B
+   * differs from A.
+   */
+  async dmaRoundTrip(data: Uint8Array, o: EduWaitOptions = {}): Promise<EduRoundTrip> {
+    if (data.length === 0 || data.length > EDU_DMA_MAX) throw new RangeError(`a round trip moves 1..${EDU_DMA_MAX} bytes (see EDU_DMA_MAX), got ${data.length}`);
+    const a = allocDmaBuffer(4096);
+    const b = allocDmaBuffer(4096);
+    const maps: DmaMapping[] = [];
+    try {
+      new Uint8Array(a.buffer).set(data);
+      const source = this.mapper.map(a, { write: false });
+      maps.push(source);
+      const destination = this.mapper.map(b, { read: false });
+      maps.push(destination);
+      const s1 = await this.dma('to-device', source.iova, data.length, o);
+      const s2 = await this.dma('to-ram', destination.iova, data.length, o);
+      const result = new Uint8Array(b.buffer, 0, data.length).slice();
+      const bad = result.findIndex((v, i) => v !== data[i]);
+      if (bad >= 0) {
+        throw new VfioError({ code: 'EIO', errno: 5, operation: 'edu dma round trip', message: `EIO: byte ${bad} came back as 0x${result[bad]!.toString(16)}, sent 0x${data[bad]!.toString(16)}` });
+      }
+      return { source, destination, irqStatus: [s1, s2], result };
+    } finally {
+      for (const m of maps.reverse()) this.mapper.unmap(m);
+      a.free();
+      b.free();
+    }
+  }
+
+  /** Disables interrupts, unmaps every DMA mapping and closes the device. Idempotent. */
+  close(): void {
+    if (this.#closed) return;
+    this.#closed = true;
+    try {
+      this.#irq?.close();
+      this.regs.unmap();
+      if (!this.opened.device.closed) this.mapper.unmapAll();
+    } finally {
+      this.opened.close();
+    }
+  }
+
+  [Symbol.dispose](): void {
+    this.close();
+  }
+}
