@@ -78,15 +78,20 @@ Napi::Value IoasAllowIovas(const Napi::CallbackInfo& info) {
 
 constexpr uint32_t kFixedIova = 1, kWriteable = 2, kReadable = 4;
 
+uint32_t ArgMapFlags(const Napi::CallbackInfo& info, size_t i) {
+  uint32_t flags = ArgU32(info, i, "flags");
+  if (flags & ~(kFixedIova | kWriteable | kReadable)) ThrowRange(info.Env(), "flags may only contain FIXED_IOVA (1), WRITEABLE (2) and READABLE (4)");
+  return flags;
+}
+
 // ioasMap(h, flags, ioasId, dmaBuffer, offset, length, iova) -> iova (bigint; chosen by the kernel without FIXED_IOVA)
 Napi::Value IoasMap(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
   FdHandle* h = H(info);
-  uint32_t flags = ArgU32(info, 1, "flags");
+  uint32_t flags = ArgMapFlags(info, 1);
   uint32_t ioas = ArgU32(info, 2, "ioasId");
   DmaBuffer* b = UnwrapTagged<DmaBuffer>(info, 3, kDmaBufferTag, "DmaBuffer");
   uint64_t offset = ArgU64(info, 4, "offset"), length = ArgU64(info, 5, "length"), iova = ArgU64(info, 6, "iova");
-  if (flags & ~(kFixedIova | kWriteable | kReadable)) ThrowRange(env, "flags may only contain FIXED_IOVA (1), WRITEABLE (2) and READABLE (4)");
   if (b->freed()) ThrowClosed(env, "DmaBuffer", "");
   if (length == 0 || offset > b->size() || length > b->size() - offset) ThrowRange(env, "offset and length must lie within the DmaBuffer");
   iommu_ioas_map m{sizeof(m), flags, ioas, 0, reinterpret_cast<uint64_t>(b->base() + offset), length, iova};
@@ -118,10 +123,9 @@ Napi::Value IoasUnmap(const Napi::CallbackInfo& info) {
 Napi::Value IoasCopy(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
   FdHandle* h = H(info);
-  uint32_t flags = ArgU32(info, 1, "flags");
+  uint32_t flags = ArgMapFlags(info, 1);
   uint32_t dst = ArgU32(info, 2, "dstIoasId"), src = ArgU32(info, 3, "srcIoasId");
   uint64_t length = ArgU64(info, 4, "length"), dstIova = ArgU64(info, 5, "dstIova"), srcIova = ArgU64(info, 6, "srcIova");
-  if (flags & ~(kFixedIova | kWriteable | kReadable)) ThrowRange(env, "flags may only contain FIXED_IOVA (1), WRITEABLE (2) and READABLE (4)");
   DmaBuffer* buffer = nullptr;
   auto it = h->dma.upper_bound({src, srcIova});
   if (it != h->dma.begin()) {

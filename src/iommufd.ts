@@ -19,6 +19,11 @@ import {
 import { decodeHwInfoVtd, decodeIovaRanges, type IommuHwInfoVtd } from './uapi/iommufd.js';
 
 export const IOMMUFD_PATH = '/dev/iommu';
+
+/** IOMMU_IOAS_MAP/COPY flags: FIXED_IOVA when an iova is given; readable and writeable unless refused. */
+function mapFlags(o: { iova?: unknown; read?: boolean; write?: boolean }): number {
+  return (o.iova === undefined ? 0 : IOMMU_IOAS_MAP_FIXED_IOVA) | (o.read === false ? 0 : IOMMU_IOAS_MAP_READABLE) | (o.write === false ? 0 : IOMMU_IOAS_MAP_WRITEABLE);
+}
 const U64_MAX = 0xffff_ffff_ffff_ffffn;
 
 export interface HwInfo {
@@ -175,8 +180,7 @@ export class Ioas extends Resource implements DmaSpace {
   /** IOMMU_IOAS_MAP; without `iova` the kernel chooses one. Returns the IOVA. */
   map(buffer: DmaBuffer, o: DmaMapOptions = {}): bigint {
     const { offset, size } = mapExtent(buffer, o);
-    const flags =
-      (o.iova === undefined ? 0 : IOMMU_IOAS_MAP_FIXED_IOVA) | (o.read === false ? 0 : IOMMU_IOAS_MAP_READABLE) | (o.write === false ? 0 : IOMMU_IOAS_MAP_WRITEABLE);
+    const flags = mapFlags(o);
     return native().ioasMap(this.#h('map'), flags, this.id, buffer, offset, size, o.iova === undefined ? 0n : toU64(o.iova, 'iova'));
   }
 
@@ -196,9 +200,7 @@ export class Ioas extends Resource implements DmaSpace {
    */
   copyFrom(src: Ioas, srcIova: bigint | number, length: bigint | number, o: { iova?: bigint | number; read?: boolean; write?: boolean } = {}): bigint {
     if (src.#iommufd !== this.#iommufd) throw new VfioError({ code: 'EINVAL', errno: 22, operation: 'IOMMU_IOAS_COPY', message: 'both IOASes must belong to the same iommufd' });
-    const flags =
-      (o.iova === undefined ? 0 : IOMMU_IOAS_MAP_FIXED_IOVA) | (o.read === false ? 0 : IOMMU_IOAS_MAP_READABLE) | (o.write === false ? 0 : IOMMU_IOAS_MAP_WRITEABLE);
-    return native().ioasCopy(this.#h('copy'), flags, this.id, src.id, toU64(length, 'length'), o.iova === undefined ? 0n : toU64(o.iova, 'iova'), toU64(srcIova, 'srcIova'));
+    return native().ioasCopy(this.#h('copy'), mapFlags(o), this.id, src.id, toU64(length, 'length'), o.iova === undefined ? 0n : toU64(o.iova, 'iova'), toU64(srcIova, 'srcIova'));
   }
 
   protected release(): void {

@@ -5,7 +5,7 @@
  */
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { VfioError } from '../../src/errors.js';
-import { createMdev, openOnGroup, removeMdev, type Opened } from './fixtures.js';
+import { createMdev, openOnGroup, removeMdev, type Opened, useOpenedMdev } from './fixtures.js';
 
 const XR24 = 0x34325258;
 
@@ -18,14 +18,7 @@ const MDPY = [
 describe.each(MDPY)('$type', ({ type, width, height, mem }) => {
   let uuid: string;
   let o: Opened;
-  beforeAll(() => {
-    uuid = createMdev(type);
-    o = openOnGroup(uuid);
-  });
-  afterAll(() => {
-    o?.close();
-    removeMdev(uuid);
-  });
+  useOpenedMdev(type, (opened, id) => ((o = opened), (uuid = id)));
 
   const rowValue = (y: number): number => Math.floor((y * 255) / height);
 
@@ -106,14 +99,7 @@ const VIDEO_MEMORY_64K = 10;
 describe.each(MBOCHS)('$type', ({ type, mb, maxX, maxY }) => {
   let uuid: string;
   let o: Opened;
-  beforeAll(() => {
-    uuid = createMdev(type);
-    o = openOnGroup(uuid);
-  });
-  afterAll(() => {
-    o?.close();
-    removeMdev(uuid);
-  });
+  useOpenedMdev(type, (opened, id) => ((o = opened), (uuid = id)));
 
   it('has 10 regions: VRAM at 0x3000, MMIO at 0x1000, EDID with its type capability', () => {
     expect(o.device.info().numRegions).toBe(10);

@@ -5,22 +5,14 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { VfioError } from '../../src/errors.js';
 import { native } from '../../src/native.js';
-import { createMdev, eduAddress, openOnGroup, removeMdev, type Opened } from './fixtures.js';
+import { createMdev, eduAddress, openOnGroup, removeMdev, type Opened, useOpenedMdev } from './fixtures.js';
 
 const MIGRATION = 1;
 const MIG_DATA_SIZE = 9;
 
 describe('an mdev-only type1 container', () => {
-  let uuid: string;
   let o: Opened;
-  beforeAll(() => {
-    uuid = createMdev('mtty-2');
-    o = openOnGroup(uuid);
-  });
-  afterAll(() => {
-    o?.close();
-    removeMdev(uuid);
-  });
+  useOpenedMdev('mtty-2', (opened) => (o = opened));
 
   it('speaks API version 0 with TYPE1v2 and UNMAP_ALL', () => {
     expect(o.container.apiVersion()).toBe(0);

@@ -7,7 +7,7 @@ import { Container } from '../../src/container.js';
 import { VfioError } from '../../src/errors.js';
 import { Group } from '../../src/group.js';
 import type { Interrupts } from '../../src/interrupts.js';
-import { createMdev, fdCount, groupOf, openOnGroup, removeMdev, type Opened } from './fixtures.js';
+import { createMdev, fdCount, groupOf, openOnGroup, removeMdev, type Opened, useOpenedMdev } from './fixtures.js';
 
 const RX = 0, IER = 1, FCR = 2, LCR = 3, LSR = 5, SCR = 7;
 const INTX = 0, MSI = 1;
@@ -17,14 +17,7 @@ const quiet = (ms = 300) => new Promise((r) => setTimeout(r, ms));
 describe.each(['mtty-1', 'mtty-2'])('%s on the group path', (type) => {
   let uuid: string;
   let o: Opened;
-  beforeAll(() => {
-    uuid = createMdev(type);
-    o = openOnGroup(uuid);
-  });
-  afterAll(() => {
-    o?.close();
-    removeMdev(uuid);
-  });
+  useOpenedMdev(type, (opened, id) => ((o = opened), (uuid = id)));
 
   it('reports PCI flags, 9 regions and 5 irqs', () => {
     const info = o.device.info();

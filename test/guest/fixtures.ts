@@ -5,6 +5,7 @@
 import { randomUUID } from 'node:crypto';
 import { existsSync, readFileSync, readlinkSync, readdirSync, writeFileSync } from 'node:fs';
 import { basename, join } from 'node:path';
+import { afterAll, beforeAll } from 'vitest';
 import { Container } from '../../src/container.js';
 import type { Device } from '../../src/device.js';
 import { Group } from '../../src/group.js';
@@ -71,4 +72,22 @@ export function openOnGroup(name: string): Opened {
 /** Open fds of this process. */
 export function fdCount(): number {
   return readdirSync('/proc/self/fd').length;
+}
+
+/**
+ * Creates an mdev of `type` and opens it on the group path before the
+ * describe block's tests (handing both to `use`), and closes and removes it after them.
+ */
+export function useOpenedMdev(type: string, use: (opened: Opened, uuid: string) => void): void {
+  let uuid = '';
+  let o: Opened | undefined;
+  beforeAll(() => {
+    uuid = createMdev(type);
+    o = openOnGroup(uuid);
+    use(o, uuid);
+  });
+  afterAll(() => {
+    o?.close();
+    if (uuid) removeMdev(uuid);
+  });
 }
