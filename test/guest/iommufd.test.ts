@@ -150,6 +150,62 @@ describe('IOAS behaviour with an mdev', () => {
   });
 });
 
+describe('iommufd options, allowed IOVAs, fd passing and detach', () => {
+  let uuid: string;
+  beforeAll(() => {
+    uuid = createMdev('mtty-1');
+  });
+  afterAll(() => removeMdev(uuid));
+
+  it('IOMMU_OPTION: RLIMIT mode per user by default, settable to per-mm only while the iommufd is empty; huge pages per IOAS', () => {
+    using fresh = IommuFd.open();
+    expect(fresh.rlimitMode()).toBe('user');
+    expect(fresh.rlimitMode('mm')).toBe('mm');
+    expect(fresh.rlimitMode()).toBe('mm');
+    const ioas = fresh.allocIoas();
+    expect(catchErr(() => fresh.rlimitMode('user'))).toMatchObject({ code: 'EBUSY', operation: 'IOMMU_OPTION' });
+    expect(fresh.hugePages(ioas)).toBe(true);
+    expect(fresh.hugePages(ioas, false)).toBe(false);
+    expect(fresh.hugePages(ioas)).toBe(false);
+  });
+
+  it('IOMMU_IOAS_ALLOW_IOVAS confines kernel-chosen IOVAs', () => {
+    using iommufd = IommuFd.open();
+    const ioas = iommufd.allocIoas();
+    ioas.allowIovas([{ start: 0x1000_0000n, last: 0x1fff_ffffn }]);
+    const buf = allocDmaBuffer(0x2000);
+    const iova = ioas.map(buf);
+    expect(iova >= 0x1000_0000n && iova + 0x2000n - 1n <= 0x1fff_ffffn).toBe(true);
+    // Allowed ranges only conflict with reserved ones (io_pagetable.c:782-801), not with
+    // mappings: a new range is taken, and the next kernel-chosen IOVA lands in it.
+    ioas.allowIovas([{ start: 0x3000_0000n, last: 0x3fff_ffffn }]);
+    const next = ioas.map(buf);
+    expect(next >= 0x3000_0000n && next <= 0x3fff_ffffn).toBe(true);
+    ioas.unmapAll();
+    buf.free();
+  });
+
+  it('adopts a device cdev fd handed in (as a VMM would), keeping the caller\'s fd its own', () => {
+    const fd = openSync(resolveDevice(uuid).cdevPath!, 'r+');
+    try {
+      using iommufd = IommuFd.open();
+      const ioas = iommufd.allocIoas();
+      const dev = Device.adoptCdev(fd);
+      expect(dev.name).toBe(uuid);
+      expect(dev.backend).toBe('cdev');
+      dev.bind(iommufd);
+      dev.attach(ioas);
+      expect(dev.info().numRegions).toBe(9);
+      dev.detach();
+      expect(dev.attachedTo).toBeNull();
+      expect(dev.attach(ioas)).toBe(ioas.id);
+      dev.close();
+    } finally {
+      closeSync(fd);
+    }
+  });
+});
+
 describe('attach before bind', () => {
   it('is refused by the kernel', () => {
     const uuid = createMdev('mtty-1');
