@@ -5,7 +5,7 @@
  */
 import { existsSync } from 'node:fs';
 import { createRequire } from 'node:module';
-import { dirname, join } from 'node:path';
+import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { VfioError } from './errors.js';
 
@@ -141,7 +141,9 @@ export function native(): NativeAddon {
   if (addon) return addon;
   const root = packageRoot();
   const candidates = [
-    process.env.VFIO_NATIVE_PATH,
+    // Relative to the working directory, as a user would mean it (require() would
+    // otherwise take a bare relative path for a package name).
+    process.env.VFIO_NATIVE_PATH ? resolve(process.env.VFIO_NATIVE_PATH) : undefined,
     join(root, 'build', 'Release', 'vfio.node'),
     join(root, 'build-cmake', 'Release', 'vfio.node'),
     join(root, 'build-cmake', 'vfio.node'),
