@@ -192,3 +192,13 @@ describe('fds', () => {
     expect(() => n.adopt(987654, 'x', 'y')).toThrow(expect.objectContaining({ code: 'EBADF' }));
   });
 });
+
+describe('the loader', () => {
+  it('takes a relative VFIO_NATIVE_PATH against the working directory, and names a missing one', () => {
+    const script = "import('./src/native.ts').then((m) => { m.native(); console.log('loaded'); }, (e) => { console.log(e.code); })";
+    const run = (path: string): string =>
+      spawnSync(process.execPath, ['--import', 'tsx', '-e', script], { cwd: process.cwd(), env: { ...process.env, VFIO_NATIVE_PATH: path }, encoding: 'utf8' }).stdout.trim();
+    expect(run('build/Release/vfio.node')).toBe('loaded');
+    expect(run('./build/Release/vfio.node')).toBe('loaded');
+  });
+});
