@@ -10,14 +10,13 @@
  * it — a write the kernel blocks, uninterruptibly, for as long as any fd of
  * the device is open anywhere.
  */
-import { spawn } from 'node:child_process';
-import { existsSync } from 'node:fs';
 import { constants } from 'node:os';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { v4 as uuidv4 } from 'uuid';
 import { VfioError } from './errors.js';
 import { heldCount } from './registry.js';
-import { SysRoot, describeDevice, processesHolding, type VfioNodes } from './sysfs.js';
+import { SysRoot, describeDevice, processesHolding, vfioNodes, type VfioNodes } from './sysfs.js';
+import { sysfsWriter } from './sysfs-writer.js';
 
 // The sysfs layer is part of this module's public API: `new MdevBus({ root: new SysRoot(dir) })`,
 // and `iommuGroups()` is what `vfio ls` prints.
@@ -121,20 +120,6 @@ export function parseUuid(uuid: string, operation = 'mdev'): string {
   return uuid.toLowerCase();
 }
 
-// Runs in a child process: the kernel may block the write for as long as the
-// device is open, uninterruptibly, and a blocked thread of ours would hang
-// this process (and its exit). Reports Node's error as JSON on stderr.
-const WRITER = `const fs = require('fs');
-try { fs.writeFileSync(process.argv[1], process.argv[2]); }
-catch (e) { process.stderr.write(JSON.stringify({ code: e.code, errno: e.errno, syscall: e.syscall })); process.exitCode = 1; }`;
-
-// The same in perl (Debian's perl-base is essential), which starts in milliseconds where
-// node takes a second under emulation; it reports {"syscall","errno"} the same way.
-const PERL_WRITER = `open(my $f, ">", $ARGV[0]) or do { print STDERR qq({"syscall":"open","errno":-) . ($!+0) . "}"; exit 1 };
-defined(syswrite($f, $ARGV[1])) or do { print STDERR qq({"syscall":"write","errno":-) . ($!+0) . "}"; exit 1 };
-close($f) or do { print STDERR qq({"syscall":"close","errno":-) . ($!+0) . "}"; exit 1 };`;
-const PERL = ['/usr/bin/perl', '/bin/perl'].find((p) => existsSync(p));
-
 /** The mdevs, parents and types under one sysfs root. */
 export class MdevBus {
   /** The root everything is looked up under. */
@@ -237,7 +222,7 @@ export class MdevBus {
   async create(type: string, options: CreateOptions = {}): Promise<Mdev> {
     const operation = 'mdev create';
     const uuid = options.uuid === undefined ? uuidv4() : parseUuid(options.uuid, operation);
-    const t = this.type(type, options.parent, operation);
+    const t = this.#findType(type, options.parent, operation);
     const create = `${t.path}/create`;
     try {
       this.sys.write(create, uuid);
@@ -245,17 +230,23 @@ export class MdevBus {
       throw wrapFsError(err, operation, create);
     }
 
-    const deadline = Date.now() + (options.timeoutMs ?? DEFAULT_CREATE_TIMEOUT_MS);
+    // The kernel makes the device and its group node before the write returns
+    // (mdev_device_create → probe → vfio_register_group_dev): look at once, and
+    // poll only as a fallback for a driver that binds asynchronously.
+    const timeoutMs = options.timeoutMs ?? DEFAULT_CREATE_TIMEOUT_MS;
+    const deadline = Date.now() + timeoutMs;
+    const path = `${MDEV_DEVICES}/${uuid}`;
     for (;;) {
-      const dev = this.sys.exists(`${MDEV_DEVICES}/${uuid}`) ? this.#describe(uuid) : null;
-      if (dev?.groupPath) return dev;
+      // Parent and type are known: only the nodes (and the driver) are read.
+      const nodes = vfioNodes(this.sys, path);
+      if (nodes.groupPath) return { uuid, parent: t.parent, type: t.id, driver: this.sys.linkName(`${path}/driver`), path, ...nodes };
       if (Date.now() >= deadline) {
-        const missing = dev === null ? `${MDEV_DEVICES}/${uuid}` : dev.iommuGroup === null ? `${MDEV_DEVICES}/${uuid}/iommu_group` : `/dev/vfio/${dev.iommuGroup}`;
+        const missing = !this.sys.exists(path) ? path : nodes.iommuGroup === null ? `${path}/iommu_group` : `/dev/vfio/${nodes.iommuGroup}`;
         throw new VfioError({
           errno: E.ETIMEDOUT,
           operation,
           path: missing,
-          message: `ETIMEDOUT: mdev ${uuid} was created (${type}) but ${missing} did not appear within ${options.timeoutMs ?? DEFAULT_CREATE_TIMEOUT_MS} ms; the device is left in place`,
+          message: `ETIMEDOUT: mdev ${uuid} was created (${type}) but ${missing} did not appear within ${timeoutMs} ms; the device is left in place`,
         });
       }
       await sleep(POLL_MS);
@@ -267,39 +258,67 @@ export class MdevBus {
    *
    * Refuses with EBUSY while this process holds the device open through the
    * library (the kernel would wait for those very fds). Otherwise writes
-   * `remove` from a child process, so a device held open elsewhere can never
-   * block this one; if the kernel has not finished within `timeoutMs`, rejects
+   * `remove` from a long-lived child process ({@link sysfsWriter}), so a
+   * device held open elsewhere can never block this process, nor the removal
+   * of another device; if the kernel has not finished within `timeoutMs`, rejects
    * with ETIMEDOUT naming the processes that hold it open, and the removal
    * completes in the background once they close it. EINVAL for a malformed
    * UUID, ENOENT when there is no such mdev (or it was removed already).
    */
   async remove(uuid: string, options: RemoveOptions = {}): Promise<void> {
     const operation = 'mdev remove';
-    const dev = this.get(uuid, operation);
-    const held = heldCount(dev.uuid);
+    const id = parseUuid(uuid, operation);
+    const path = `${MDEV_DEVICES}/${id}`;
+    if (!this.sys.exists(path)) this.get(id, operation); // throws ENOENT
+    const held = heldCount(id);
     if (held > 0) {
       throw new VfioError({
         errno: E.EBUSY,
         operation,
-        path: dev.path,
-        message: `EBUSY: mdev ${dev.uuid} is open in this process through the library (${held} handle${held === 1 ? '' : 's'})`,
+        path,
+        message: `EBUSY: mdev ${id} is open in this process through the library (${held} handle${held === 1 ? '' : 's'})`,
       });
     }
-    // The nodes vanish from sysfs as soon as the removal starts: note them now.
-    const nodes = [dev.iommuGroup === null ? null : `/dev/vfio/${dev.iommuGroup}`, dev.vfioDev && `/dev/vfio/devices/${dev.vfioDev}`].filter(
+    // The nodes vanish from sysfs as soon as the removal starts: note them now,
+    // for the timeout's hint. Only their names: the two reads this takes.
+    const group = this.sys.linkName(`${path}/iommu_group`);
+    const vfioDev = this.sys.list(`${path}/vfio-dev`).find((n) => /^vfio\d+$/.test(n));
+    const nodes = [group !== null && /^\d+$/.test(group) ? `/dev/vfio/${group}` : null, vfioDev && `/dev/vfio/devices/${vfioDev}`].filter(
       (n): n is string => typeof n === 'string',
     );
     const timeoutMs = options.timeoutMs ?? DEFAULT_REMOVE_TIMEOUT_MS;
-    await this.#writeInChild(`${dev.path}/remove`, '1', timeoutMs, operation, () => {
-      const holders = processesHolding(this.sys, nodes);
-      const who = holders.map((h) => `pid ${h.pid}${h.command ? ` (${h.command})` : ''}`).join(', ');
-      return {
-        message: `ETIMEDOUT: removing mdev ${dev.uuid} did not finish within ${timeoutMs} ms: the device is still open`,
-        hint: holders.length
-          ? `${who} ${holders.length === 1 ? 'holds' : 'hold'} ${nodes.join(' or ')} open; the kernel finishes the removal in the background once ${holders.length === 1 ? 'it closes' : 'they close'} it`
-          : `some process holds ${nodes.join(' or ') || 'the device'} open (none found in /proc that this user may inspect); the kernel finishes the removal in the background once it is closed`,
-      };
+    const remove = `${path}/remove`;
+    await sysfsWriter.write(this.sys.path(remove), '1', {
+      timeoutMs,
+      operation,
+      path: remove,
+      onTimeout: () => {
+        const holders = processesHolding(this.sys, nodes);
+        const who = holders.map((h) => `pid ${h.pid}${h.command ? ` (${h.command})` : ''}`).join(', ');
+        return {
+          message: `ETIMEDOUT: removing mdev ${id} did not finish within ${timeoutMs} ms: the device is still open`,
+          hint: holders.length
+            ? `${who} ${holders.length === 1 ? 'holds' : 'hold'} ${nodes.join(' or ')} open; the kernel finishes the removal in the background once ${holders.length === 1 ? 'it closes' : 'they close'} it`
+            : `some process holds ${nodes.join(' or ') || 'the device'} open (none found in /proc that this user may inspect); the kernel finishes the removal in the background once it is closed`,
+        };
+      },
     });
+  }
+
+  /**
+   * The type `id` as create() needs it: its parent and its sysfs directory
+   * (via the class link), found with one stat per parent instead of reading
+   * every type's attributes. Anything but exactly one match goes through
+   * {@link type}, for its error.
+   */
+  #findType(id: string, parent: string | undefined, operation: string): Pick<MdevType, 'id' | 'parent' | 'path'> {
+    const plain = (n: string): boolean => n !== '' && n !== '.' && n !== '..' && !n.includes('/');
+    if (plain(id) && (parent === undefined || plain(parent))) {
+      const parents = parent === undefined ? this.parentNames() : [parent];
+      const found = parents.filter((p) => this.sys.exists(`${MDEV_BUS}/${p}/mdev_supported_types/${id}/create`));
+      if (found.length === 1) return { id, parent: found[0]!, path: `${MDEV_BUS}/${found[0]}/mdev_supported_types/${id}` };
+    }
+    return this.type(id, parent, operation);
   }
 
   #assertParent(parent: string, operation: string): void {
@@ -344,55 +363,5 @@ export class MdevBus {
       vfioDev: d.vfioDev,
       cdevPath: d.cdevPath,
     };
-  }
-
-  /** Writes `data` to `abs` from a child process; see {@link MdevBus.remove}. */
-  #writeInChild(
-    abs: string,
-    data: string,
-    timeoutMs: number,
-    operation: string,
-    onTimeout: () => { message: string; hint: string },
-  ): Promise<void> {
-    const env = { ...process.env };
-    delete env.NODE_OPTIONS;
-    return new Promise((resolve, reject) => {
-      const [cmd, args] = PERL ? [PERL, ['-e', PERL_WRITER]] : [process.execPath, ['-e', WRITER]];
-      const child = spawn(cmd, [...args, this.sys.path(abs), data], { stdio: ['ignore', 'ignore', 'pipe'], env });
-      let stderr = '';
-      child.stderr!.setEncoding('utf8').on('data', (s: string) => (stderr += s));
-      const timer = setTimeout(() => {
-        child.removeAllListeners();
-        child.stderr!.destroy();
-        child.unref();
-        reject(new VfioError({ errno: E.ETIMEDOUT, operation, path: abs, syscall: 'write', ...onTimeout() }));
-      }, timeoutMs);
-      child.on('error', (err) => {
-        clearTimeout(timer);
-        reject(VfioError.from(err, { operation, path: abs }));
-      });
-      child.on('close', (code, signal) => {
-        clearTimeout(timer);
-        if (code === 0) return resolve();
-        let reported: { code?: string; errno?: number; syscall?: string } | undefined;
-        try {
-          reported = JSON.parse(stderr);
-        } catch {
-          /* not our report: the child died otherwise */
-        }
-        if (reported?.code || reported?.errno) {
-          reject(wrapFsError(reported, operation, abs));
-        } else {
-          reject(
-            new VfioError({
-              code: 'ERR_VFIO_CHILD',
-              operation,
-              path: abs,
-              message: `ERR_VFIO_CHILD: the process writing ${abs} ${signal ? `was killed by ${signal}` : `exited with status ${code}`}${stderr ? `: ${stderr.trim().split('\n').at(-1)}` : ''}`,
-            }),
-          );
-        }
-      });
-    });
   }
 }

@@ -5,6 +5,7 @@ import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { VfioError } from '../../src/errors.js';
 import { MdevBus, parseUuid } from '../../src/mdev.js';
 import { holdDevice } from '../../src/registry.js';
+import { sysfsWriter } from '../../src/sysfs-writer.js';
 import { SysRoot, iommuGroups, processesHolding } from '../../src/sysfs.js';
 import { FakeSys } from './mdev-fake.js';
 import { U1, U2, failure } from './mdev-shared.js';
@@ -23,6 +24,25 @@ afterEach(() => {
   stopDriver = undefined;
   fake.cleanup();
 });
+
+/** A root that counts attribute reads, and can act on writes as the kernel does (synchronously). */
+class CountingRoot extends SysRoot {
+  reads: string[] = [];
+  constructor(
+    root: string,
+    readonly onWrite?: (abs: string, data: string) => void,
+  ) {
+    super(root);
+  }
+  override read(abs: string): string {
+    this.reads.push(abs);
+    return super.read(abs);
+  }
+  override write(abs: string, data: string): void {
+    super.write(abs, data);
+    this.onWrite?.(abs, data);
+  }
+}
 
 const createFiles = () =>
   Object.entries({ mtty: ['mtty-1', 'mtty-2'], mdpy: ['mdpy-vga', 'mdpy-xga', 'mdpy-hd'], mbochs: ['mbochs-small', 'mbochs-medium', 'mbochs-large'] }).flatMap(
@@ -263,6 +283,25 @@ describe('create', () => {
     expect(fake.read('/sys/devices/virtual/mdpy/mdpy/mdev_supported_types/mdpy-vga/create')).toBe(U1);
   });
 
+  it('looks for the device right after the write, without reading any attribute, when the kernel made it synchronously', async () => {
+    const sys = new CountingRoot(fake.root, (abs, data) => {
+      const m = /^\/sys\/class\/mdev_bus\/([^/]+)\/mdev_supported_types\/([^/]+)\/create$/.exec(abs);
+      if (m) fake.addMdev(m[1]!, m[2]!, data);
+    });
+    const bus = new MdevBus({ root: sys });
+    let dev: unknown;
+    const created = bus.create('mbochs-small', { uuid: U1 }).then((d) => (dev = d));
+    // Resolved before any timer could fire: no poll was needed.
+    await new Promise((r) => setImmediate(r));
+    expect(dev).toMatchObject({ uuid: U1, parent: 'mbochs', type: 'mbochs-small', groupPath: expect.stringMatching(/^\/dev\/vfio\/\d+$/) });
+    await created;
+    expect(sys.reads).toEqual([]);
+    expect(dev).toEqual(bus.get(U1));
+    // Still the same errors for a type that is not there, or ambiguous.
+    expect(await failure(() => bus.create('mbochs-tiny', { uuid: U2 }))).toMatchObject({ code: 'ENOENT', operation: 'mdev create' });
+    expect(await failure(() => bus.create('..', { uuid: U2 }))).toMatchObject({ code: 'ENOENT', operation: 'mdev create' });
+  });
+
   /** A root whose writes fail like the kernel's create attribute does. */
   class RefusingRoot extends SysRoot {
     constructor(
@@ -321,6 +360,44 @@ describe('remove', () => {
     fake.addMdev('mtty', 'mtty-1', U1);
     await new MdevBus({ root: fake.root }).remove(U1.toUpperCase());
     expect(fake.read(`/sys/devices/virtual/mtty/mtty/${U1}/remove`)).toBe('1');
+  });
+
+  it('removes through one long-lived writer child, reading no attribute', async () => {
+    fake.addMdev('mtty', 'mtty-1', U1);
+    fake.addMdev('mtty', 'mtty-2', U2);
+    const sys = new CountingRoot(fake.root);
+    const bus = new MdevBus({ root: sys });
+    await bus.remove(U1);
+    const pid = sysfsWriter.pid;
+    expect(pid).toBeTypeOf('number');
+    await bus.remove(U2);
+    expect(sysfsWriter.pid).toBe(pid);
+    expect(fake.read(`/sys/devices/virtual/mtty/mtty/${U2}/remove`)).toBe('1');
+    expect(sys.reads).toEqual([]);
+  });
+
+  it('does not let a device held open elsewhere block the removal of another', async () => {
+    fake.addMdev('mtty', 'mtty-2', U1);
+    fake.addMdev('mdpy', 'mdpy-vga', U2);
+    const blocked = `/sys/devices/virtual/mtty/mtty/${U1}/remove`;
+    fake.fifo(blocked);
+    const bus = new MdevBus({ root: fake.root });
+    let first: unknown = 'pending';
+    const removing = bus.remove(U1, { timeoutMs: 20_000 }).then(
+      () => (first = 'done'),
+      (e: unknown) => (first = e),
+    );
+    await bus.remove(U2);
+    expect(fake.read(`/sys/devices/virtual/mdpy/mdpy/${U2}/remove`)).toBe('1');
+    expect(first).toBe('pending');
+    // The holder closes the device: the first removal completes too.
+    const fd = openSync(fake.p(blocked), fsConstants.O_RDONLY | fsConstants.O_NONBLOCK);
+    try {
+      await removing;
+      expect(first).toBe('done');
+    } finally {
+      closeSync(fd);
+    }
   });
 
   it('gives ENOENT for an unknown UUID and EINVAL for a malformed one', async () => {
