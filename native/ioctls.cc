@@ -199,7 +199,14 @@ Napi::Value DeviceGetIrqInfo(const Napi::CallbackInfo& info) {
   // flags stay zero: mdpy and mbochs echo what the caller passed (kernel-6.12-facts H14).
   return InfoIoctl(info, DEVICE_GET_IRQ_INFO, "VFIO_DEVICE_GET_IRQ_INFO", sizeof(irq_info), [&](uint8_t* p) { memcpy(p + offsetof(irq_info, index), &index, 4); });
 }
-Napi::Value DeviceSetIrqs(const Napi::CallbackInfo& info) { return StructIoctl(info, DEVICE_SET_IRQS, "VFIO_DEVICE_SET_IRQS", sizeof(irq_set)); }
+// SET_IRQS is input-only: nothing is copied back (interrupt triggers are a hot path).
+Napi::Value DeviceSetIrqs(const Napi::CallbackInfo& info) {
+  FdHandle* h = H(info);
+  std::vector<uint8_t> buf = ArgStruct(info, 1, sizeof(irq_set), "VFIO_DEVICE_SET_IRQS");
+  int fd = h->Require(info.Env(), "VFIO_DEVICE_SET_IRQS");
+  if (Ioctl(fd, DEVICE_SET_IRQS, buf.data()) < 0) ThrowErrno(info.Env(), errno, "ioctl", "VFIO_DEVICE_SET_IRQS", h->path());
+  return info.Env().Undefined();
+}
 Napi::Value DeviceReset(const Napi::CallbackInfo& info) { return SimpleIoctl(info, DEVICE_RESET, "VFIO_DEVICE_RESET", 0); }
 Napi::Value DeviceQueryGfxPlane(const Napi::CallbackInfo& info) {
   return StructIoctl(info, DEVICE_QUERY_GFX_PLANE, "VFIO_DEVICE_QUERY_GFX_PLANE", sizeof(gfx_plane_info));

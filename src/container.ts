@@ -3,7 +3,7 @@
  */
 import { VfioError } from './errors.js';
 import { native, type NativeDmaBuffer, type NativeFd } from './native.js';
-import { Resource, toU64 } from './resource.js';
+import { Resource, toU64, u64Arg } from './resource.js';
 import { mapExtent, type DmaBuffer, type DmaMapOptions, type DmaSpace, type IovaRange } from './dma.js';
 import type { Group } from './group.js';
 import { VFIO_EXTENSIONS, VFIO_TYPE1v2_IOMMU } from './uapi/constants.js';
@@ -101,15 +101,16 @@ export class Container extends Resource implements DmaSpace {
    * freed while mapped. Raw: no IOVA allocation, no limit checks (see the DMA layer).
    */
   mapDma(buffer: NativeDmaBuffer, o: MapDmaOptions): void {
-    const offset = toU64(o.offset ?? 0, 'offset');
-    const size = o.size === undefined ? buffer.size - offset : toU64(o.size, 'size');
+    // Numbers pass through to the native seam, which checks offset and size against the buffer.
+    const offset = u64Arg(o.offset ?? 0, 'offset');
+    const size = o.size === undefined ? buffer.size - BigInt(offset) : u64Arg(o.size, 'size');
     const flags = (o.read === false ? 0 : DMA_READ) | (o.write === false ? 0 : DMA_WRITE);
-    native().mapDma(this.handle('map dma'), flags, buffer, offset, toU64(o.iova, 'iova'), size);
+    native().mapDma(this.handle('map dma'), flags, buffer, offset, u64Arg(o.iova, 'iova'), size);
   }
 
   /** VFIO_IOMMU_UNMAP_DMA of [iova, iova+size); returns the bytes unmapped. */
   unmapDma(iova: bigint | number, size: bigint | number): bigint {
-    return native().unmapDma(this.handle('unmap dma'), 0, toU64(iova, 'iova'), toU64(size, 'size'));
+    return native().unmapDma(this.handle('unmap dma'), 0, u64Arg(iova, 'iova'), u64Arg(size, 'size'));
   }
 
   /** DmaSpace.map: type1 has no kernel-chosen IOVAs, so `iova` is required. Returns it. */

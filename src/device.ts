@@ -12,7 +12,7 @@ import type { Hwpt, IommuFd, Ioas } from './iommufd.js';
 import { native, type NativeFd, type NativeMapping } from './native.js';
 import { boundDriver, checkRegionAccess } from './quirks.js';
 import { holdDevice } from './registry.js';
-import { Resource, toU32, toU64 } from './resource.js';
+import { Resource, toU32, toU64, u64Arg } from './resource.js';
 import {
   VFIO_DEVICE_FEATURE_GET,
   VFIO_DEVICE_FEATURE_PROBE,
@@ -150,28 +150,28 @@ export class MappedRegion {
    * registers (edu's, for one) answer differently or not at all.
    */
   read8(offset: bigint | number): number {
-    return this.#m.load(toU64(offset, 'offset'), 1);
+    return this.#m.load(u64Arg(offset, 'offset'), 1);
   }
   read16(offset: bigint | number): number {
-    return this.#m.load(toU64(offset, 'offset'), 2);
+    return this.#m.load(u64Arg(offset, 'offset'), 2);
   }
   read32(offset: bigint | number): number {
-    return this.#m.load(toU64(offset, 'offset'), 4);
+    return this.#m.load(u64Arg(offset, 'offset'), 4);
   }
   read64(offset: bigint | number): bigint {
-    return this.#m.load(toU64(offset, 'offset'), 8);
+    return this.#m.load(u64Arg(offset, 'offset'), 8);
   }
   write8(offset: bigint | number, value: number): void {
-    this.#m.store(toU64(offset, 'offset'), 1, value);
+    this.#m.store(u64Arg(offset, 'offset'), 1, value);
   }
   write16(offset: bigint | number, value: number): void {
-    this.#m.store(toU64(offset, 'offset'), 2, value);
+    this.#m.store(u64Arg(offset, 'offset'), 2, value);
   }
   write32(offset: bigint | number, value: number): void {
-    this.#m.store(toU64(offset, 'offset'), 4, value);
+    this.#m.store(u64Arg(offset, 'offset'), 4, value);
   }
   write64(offset: bigint | number, value: bigint): void {
-    this.#m.store(toU64(offset, 'offset'), 8, value);
+    this.#m.store(u64Arg(offset, 'offset'), 8, value);
   }
 
   /** Unmaps; the view is detached. Idempotent. */
@@ -195,11 +195,17 @@ export class MappedRegion {
 export class Region {
   readonly info: RegionInfo;
   readonly #dev: Device;
+  /** The region's offset and size as numbers when both are safe integers (the fast path), else -1. */
+  readonly #base: number;
+  readonly #size: number;
 
   /** @internal */
   constructor(dev: Device, info: RegionInfo) {
     this.#dev = dev;
     this.info = info;
+    const safe = info.offset + info.size <= BigInt(Number.MAX_SAFE_INTEGER);
+    this.#base = safe ? Number(info.offset) : -1;
+    this.#size = safe ? Number(info.size) : -1;
   }
 
   get index(): number {
@@ -209,14 +215,17 @@ export class Region {
     return this.info.size;
   }
 
-  #at(offset: bigint | number, width: number, write: boolean): bigint {
-    const off = toU64(offset, 'offset');
+  /** The device-fd offset of a `width`-byte access at `offset`, checked against the region. */
+  #at(offset: bigint | number, width: number, write: boolean): number | bigint {
     const need = write ? VFIO_REGION_INFO_FLAG_WRITE : VFIO_REGION_INFO_FLAG_READ;
     if ((this.info.flags & need) === 0) throw new VfioError({ code: 'EACCES', errno: 13, operation: `region ${this.info.name} ${write ? 'write' : 'read'}`, message: `region ${this.info.name} is not ${write ? 'writable' : 'readable'}` });
+    checkRegionAccess(this.#dev.driver, this.info.index);
+    // Fast path: plain numbers, no BigInt made (register accesses are hot).
+    if (typeof offset === 'number' && this.#base >= 0 && Number.isInteger(offset) && offset >= 0 && offset + width <= this.#size) return this.#base + offset;
+    const off = toU64(offset, 'offset');
     if (off + BigInt(width) > this.info.size) {
       throw new RangeError(`${width}-byte access at offset ${off} is outside region ${this.info.name} (size ${this.info.size})`);
     }
-    checkRegionAccess(this.#dev.driver, this.info.index);
     return this.info.offset + off;
   }
 
@@ -231,7 +240,7 @@ export class Region {
       throw new RangeError(`value must be an integer in 0..${limit - 1}, got ${String(value)}`);
     }
     const at = this.#at(offset, width, true);
-    this.#dev.beforeWrite(this.info.index, toU64(offset, 'offset'), width, (i) => (value >>> (8 * i)) & 0xff);
+    this.#dev.beforeWrite(this.info.index, offset, width, (i) => (value >>> (8 * i)) & 0xff);
     native().regionWrite(this.#dev.handle('region write'), at, width, value);
   }
 
@@ -261,7 +270,7 @@ export class Region {
     if (typeof value !== 'bigint') throw new TypeError('a 64-bit value must be a bigint');
     if (value < 0n || value > 0xffff_ffff_ffff_ffffn) throw new RangeError('value must fit in 64 bits');
     const at = this.#at(offset, 8, true);
-    this.#dev.beforeWrite(this.info.index, toU64(offset, 'offset'), 8, (i) => Number((value >> BigInt(8 * i)) & 0xffn));
+    this.#dev.beforeWrite(this.info.index, offset, 8, (i) => Number((value >> BigInt(8 * i)) & 0xffn));
     native().regionWrite(this.#dev.handle('region write'), at, 8, value);
   }
 
@@ -282,7 +291,7 @@ export class Region {
   write(offset: bigint | number, src: Uint8Array): void {
     if (!(src instanceof Uint8Array)) throw new TypeError('src must be a Uint8Array or Buffer');
     const at = this.#at(offset, src.length, true);
-    this.#dev.beforeWrite(this.info.index, toU64(offset, 'offset'), src.length, (i) => src[i]!);
+    this.#dev.beforeWrite(this.info.index, offset, src.length, (i) => src[i]!);
     if (src.length) native().regionWriteFrom(this.#dev.handle('region write'), at, src);
   }
 }
@@ -362,6 +371,8 @@ export class Device extends Resource {
   readonly #release: () => void;
   readonly #views = new Set<MappedRegion>();
   readonly #irqs = new Map<number, Interrupts>();
+  /** Encoded DATA_NONE SET_IRQS structs by action/index/start/count (triggers repeat). */
+  readonly #irqSetCache = new Map<string, Buffer>();
   #info: DeviceInfo;
 
   #devid: number | null = null;
@@ -571,8 +582,9 @@ export class Device extends Resource {
    * PCI_COMMAND makes vfio-pci zap BAR mappings (a later access would SIGBUS),
    * so BAR views are revoked before such a write reaches the kernel.
    */
-  beforeWrite(index: number, offset: bigint, length: number, byteAt: (i: number) => number): void {
+  beforeWrite(index: number, at: bigint | number, length: number, byteAt: (i: number) => number): void {
     if (index !== VFIO_PCI_CONFIG_REGION_INDEX || this.#views.size === 0) return;
+    const offset = toU64(at, 'offset');
     if (offset <= BigInt(PCI_COMMAND) && offset + BigInt(length) > BigInt(PCI_COMMAND)) {
       const low = byteAt(Number(BigInt(PCI_COMMAND) - offset));
       if ((low & PCI_COMMAND_MEMORY) === 0) this.revokeViews([0, 1, 2, 3, 4, 5]);
@@ -593,7 +605,17 @@ export class Device extends Resource {
       data = o.data.eventfds;
     }
     const count = o.count ?? (data ? data.length : 1);
-    const bytes = encodeIrqSet({ flags: dataType | action, index: o.index, start: o.start ?? 0, count, data });
+    const start = o.start ?? 0;
+    let bytes: Buffer | undefined;
+    if (dataType === VFIO_IRQ_SET_DATA_NONE) {
+      // Software triggers, masks and unmasks repeat: encode each distinct one once.
+      const key = `${action}:${o.index}:${start}:${count}`;
+      bytes = this.#irqSetCache.get(key);
+      if (!bytes) {
+        bytes = encodeIrqSet({ flags: dataType | action, index: o.index, start, count });
+        if (this.#irqSetCache.size < 64) this.#irqSetCache.set(key, bytes);
+      }
+    } else bytes = encodeIrqSet({ flags: dataType | action, index: o.index, start, count, data });
     native().deviceSetIrqs(this.handle('set irqs'), bytes);
   }
 

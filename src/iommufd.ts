@@ -5,7 +5,7 @@
 import { VfioError } from './errors.js';
 import { mapExtent, type DmaBuffer, type DmaMapOptions, type DmaSpace, type IovaRange } from './dma.js';
 import { native, type NativeFd } from './native.js';
-import { Resource, toU32, toU64 } from './resource.js';
+import { Resource, toU32, toU64, u64Arg } from './resource.js';
 import {
   IOMMU_HW_INFO_TYPE_INTEL_VTD,
   IOMMU_IOAS_MAP_FIXED_IOVA,
@@ -179,14 +179,15 @@ export class Ioas extends Resource implements DmaSpace {
 
   /** IOMMU_IOAS_MAP; without `iova` the kernel chooses one. Returns the IOVA. */
   map(buffer: DmaBuffer, o: DmaMapOptions = {}): bigint {
-    const { offset, size } = mapExtent(buffer, o);
-    const flags = mapFlags(o);
-    return native().ioasMap(this.#h('map'), flags, this.id, buffer, offset, size, o.iova === undefined ? 0n : toU64(o.iova, 'iova'));
+    // Numbers pass through to the native seam, which checks offset and size against the buffer.
+    const offset = u64Arg(o.offset ?? 0, 'offset');
+    const size = o.size === undefined ? buffer.size - BigInt(offset) : u64Arg(o.size, 'size');
+    return native().ioasMap(this.#h('map'), mapFlags(o), this.id, buffer, offset, size, o.iova === undefined ? 0 : u64Arg(o.iova, 'iova'));
   }
 
   /** IOMMU_IOAS_UNMAP of whole mappings within the range (ENOENT if it holds none). */
   unmap(iova: bigint | number, size: bigint | number): bigint {
-    return native().ioasUnmap(this.#h('unmap'), this.id, toU64(iova, 'iova'), toU64(size, 'size'));
+    return native().ioasUnmap(this.#h('unmap'), this.id, u64Arg(iova, 'iova'), u64Arg(size, 'size'));
   }
 
   /** Unmaps everything in this IOAS. */

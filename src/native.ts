@@ -77,8 +77,8 @@ export interface NativeAddon {
   checkExtension(h: NativeFd, ext: number): number;
   setIommu(h: NativeFd, type: number): number;
   iommuGetInfo(h: NativeFd, argsz: number): Buffer;
-  mapDma(h: NativeFd, flags: number, buf: NativeDmaBuffer, offset: bigint, iova: bigint, size: bigint): void;
-  unmapDma(h: NativeFd, flags: number, iova: bigint, size: bigint): bigint;
+  mapDma(h: NativeFd, flags: number, buf: NativeDmaBuffer, offset: bigint | number, iova: bigint | number, size: bigint | number): void;
+  unmapDma(h: NativeFd, flags: number, iova: bigint | number, size: bigint | number): bigint;
   iommuDirtyPages(h: NativeFd, flags: 1 | 2): undefined;
   iommuDirtyPages(h: NativeFd, flags: 4, iova: bigint, size: bigint, pgsize: bigint): Buffer;
 
@@ -90,7 +90,7 @@ export interface NativeAddon {
   deviceGetInfo(h: NativeFd, argsz: number): Buffer;
   deviceGetRegionInfo(h: NativeFd, index: number, argsz: number): Buffer;
   deviceGetIrqInfo(h: NativeFd, index: number): Buffer;
-  deviceSetIrqs(h: NativeFd, irqSet: Uint8Array): Buffer;
+  deviceSetIrqs(h: NativeFd, irqSet: Uint8Array): void;
   deviceReset(h: NativeFd): number;
   deviceQueryGfxPlane(h: NativeFd, plane: Uint8Array): Buffer;
   deviceGetGfxDmabuf(h: NativeFd, dmabufId: number): NativeFd;
@@ -103,8 +103,8 @@ export interface NativeAddon {
   ioasAlloc(h: NativeFd, flags?: number): number;
   ioasIovaRanges(h: NativeFd, ioasId: number, capacity: number): { numIovas: number; alignment: bigint; ranges: Buffer };
   ioasAllowIovas(h: NativeFd, ioasId: number, ranges: Uint8Array): void;
-  ioasMap(h: NativeFd, flags: number, ioasId: number, buf: NativeDmaBuffer, offset: bigint, length: bigint, iova: bigint): bigint;
-  ioasUnmap(h: NativeFd, ioasId: number, iova: bigint, length: bigint): bigint;
+  ioasMap(h: NativeFd, flags: number, ioasId: number, buf: NativeDmaBuffer, offset: bigint | number, length: bigint | number, iova: bigint | number): bigint;
+  ioasUnmap(h: NativeFd, ioasId: number, iova: bigint | number, length: bigint | number): bigint;
   ioasCopy(h: NativeFd, flags: number, dstIoasId: number, srcIoasId: number, length: bigint, dstIova: bigint, srcIova: bigint): bigint;
   iommufdOption(h: NativeFd, optionId: number, op: number, objectId: number, val64: bigint): bigint;
   iommufdVfioIoas(h: NativeFd, op: number, ioasId: number): number;
@@ -116,12 +116,12 @@ export interface NativeAddon {
   deviceAttachPt(h: NativeFd, ptId: number): number;
   deviceDetachPt(h: NativeFd): void;
 
-  regionRead(h: NativeFd, offset: bigint, width: 1 | 2 | 4): number;
-  regionRead(h: NativeFd, offset: bigint, width: 8): bigint;
-  regionRead(h: NativeFd, offset: bigint, width: number): number | bigint;
-  regionWrite(h: NativeFd, offset: bigint, width: number, value: number | bigint): void;
-  regionReadInto(h: NativeFd, offset: bigint, dst: Uint8Array): number;
-  regionWriteFrom(h: NativeFd, offset: bigint, src: Uint8Array): number;
+  regionRead(h: NativeFd, offset: bigint | number, width: 1 | 2 | 4): number;
+  regionRead(h: NativeFd, offset: bigint | number, width: 8): bigint;
+  regionRead(h: NativeFd, offset: bigint | number, width: number): number | bigint;
+  regionWrite(h: NativeFd, offset: bigint | number, width: number, value: number | bigint): void;
+  regionReadInto(h: NativeFd, offset: bigint | number, dst: Uint8Array): number;
+  regionWriteFrom(h: NativeFd, offset: bigint | number, src: Uint8Array): number;
 }
 
 function packageRoot(): string {

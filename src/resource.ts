@@ -82,6 +82,15 @@ export function toU64(value: unknown, name: string): bigint {
   throw new TypeError(`${name} must be a bigint or a number, got ${typeof value}`);
 }
 
+/**
+ * Like {@link toU64}, but a safe non-negative integer number is passed through
+ * as it is, for the native seam (which takes both): no BigInt is made on hot
+ * paths such as register accesses.
+ */
+export function u64Arg(value: unknown, name: string): number | bigint {
+  return typeof value === 'number' && Number.isSafeInteger(value) && value >= 0 ? value : toU64(value, name);
+}
+
 /** A non-negative 32-bit integer (indexes, counts, flags). */
 export function toU32(value: unknown, name: string): number {
   if (typeof value !== 'number') throw new TypeError(`${name} must be a number, got ${typeof value}`);

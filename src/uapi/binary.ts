@@ -192,16 +192,27 @@ export function popcount(v: number): number {
  * table; bits the table does not know appear as `BIT<n>`.
  */
 export function bitNames(flags: number | bigint, table: Readonly<Record<string, number>>): string[] {
+  // Decoders call this on every INFO reply: the table's sorted entries and each
+  // flags value's names are computed once (per table object) and copied out.
+  let memo = BIT_NAMES.get(table);
+  if (!memo) {
+    memo = { entries: Object.entries(table).sort((a, b) => a[1] - b[1]), names: new Map() };
+    BIT_NAMES.set(table, memo);
+  }
+  const hit = memo.names.get(flags);
+  if (hit) return hit.slice();
   const v = BigInt(flags);
   const names: string[] = [];
   let known = 0n;
-  const entries = Object.entries(table).sort((a, b) => a[1] - b[1]);
-  for (const [name, bit] of entries) {
+  for (const [name, bit] of memo.entries) {
     known |= BigInt(bit);
     if (bit !== 0 && (v & BigInt(bit)) === BigInt(bit)) names.push(name);
   }
   for (let i = 0n, rest = v & ~known; rest !== 0n; i++, rest >>= 1n) {
     if (rest & 1n) names.push(`BIT${i}`);
   }
+  if (memo.names.size < 256) memo.names.set(flags, names.slice());
   return names;
 }
+
+const BIT_NAMES = new WeakMap<object, { entries: [string, number][]; names: Map<number | bigint, string[]> }>();
