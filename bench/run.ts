@@ -8,7 +8,7 @@
  *   node --expose-gc --import tsx bench/run.ts [--quick] [--only NAME,NAME…]
  */
 import { spawn, type ChildProcessWithoutNullStreams } from 'node:child_process';
-import { existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, readFileSync, readSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { createInterface, type Interface } from 'node:readline';
 import {
@@ -22,6 +22,8 @@ import {
   type DmaSpace,
   type OpenedDevice,
 } from '../src/index.js';
+import { native } from '../src/native.js';
+import { LAYOUTS } from '../src/uapi/layouts.js';
 import { makeCase, refusedCase, renderTable, stats, type BenchReport, type CaseResult, type CaseSpec, type Stats } from './report.js';
 
 const args = process.argv.slice(2);
@@ -33,6 +35,7 @@ const OUT_DIR = join(process.cwd(), 'bench-results');
 const ROUNDS = QUICK ? 3 : 11;
 const MiB = 1024 * 1024;
 const PAGE = 4096;
+const REGION_INFO_SIZE = LAYOUTS.vfio_region_info.size;
 
 const gc = (globalThis as { gc?: () => void }).gc;
 const hr = (): bigint => process.hrtime.bigint();
@@ -164,6 +167,8 @@ const S = {
   eduPread: { name: 'edu BAR0 read32 (pread)', unit: 'µs/op', target: null, better: 'lower', note: 'Region.read32 ×1000 vs pread' },
   eduMmio: { name: 'edu BAR0 read32 (mmap view)', unit: 'µs/op', target: null, better: 'lower', note: 'MappedRegion.read32 ×1000 vs volatile load' },
   mttyPread: { name: 'mtty LSR read8 (pread)', unit: 'µs/op', target: null, better: 'lower', note: 'Region.read8 ×1000 vs 1-byte pread' },
+  nodeFsPread: { name: 'reference: node:fs.readSync 1 byte (mtty LSR)', unit: 'µs/op', target: null, better: 'lower', note: "Node's own binding on the same fd: the floor for any JS caller" },
+  regionInfoSeam: { name: 'ioctl GET_REGION_INFO (native seam only)', unit: 'µs/op', target: null, better: 'lower', note: 'the undecoded reply: what decoding adds is the difference' },
   fbCopy: { name: 'mdpy framebuffer copy 4 MiB (mmap view)', unit: 'MiB/s', target: 0.9, better: 'higher', note: 'Uint8Array.set vs memcpy' },
   irqLatency: { name: 'IRQ latency: SET_IRQS trigger → handler (mtty MSI)', unit: 'µs/op', target: 1.5, better: 'lower', note: 'JS "interrupt" handler vs epoll_wait return' },
   irqThroughput: { name: 'IRQ throughput, bursts of 64 (mtty MSI)', unit: 'irq/s', target: null, better: 'higher', note: 'eventfd counters summed (coalescing counted)' },
@@ -192,7 +197,7 @@ const heapSpec = (space: string): CaseSpec => ({
   target: 256,
   better: 'lower',
   targetOn: 'ours',
-  note: `DmaMapper's own heap at ${SCALES.at(-1)! / 1024}k live mappings (after gc)`,
+  note: `DmaMapper's own heap and ArrayBuffers at ${SCALES.at(-1)! / 1024}k live mappings (after gc)`,
 });
 
 /** n 4 KiB maps through a DmaMapper, timed; then unmap-all (untimed). */
@@ -213,13 +218,18 @@ function heapPerMapping(space: DmaSpace, buf: DmaBuffer, n: number): Stats {
   const samples: number[] = [];
   for (let r = 0; r < 3; r++) {
     const m = new DmaMapper(space, { pinning: false });
-    gc();
-    gc();
-    const h0 = process.memoryUsage().heapUsed;
+    // The JS heap plus ArrayBuffer backing stores (a table kept in typed arrays lives there).
+    const used = (): number => {
+      gc();
+      gc();
+      const u = process.memoryUsage();
+      return u.heapUsed + u.arrayBuffers;
+    };
+    const h0 = used();
     for (let i = 0; i < n; i++) m.map(buf, { offset: i * PAGE, size: PAGE });
-    gc();
-    gc();
-    samples.push((process.memoryUsage().heapUsed - h0) / n);
+    const per = (used() - h0) / n;
+    if (per < 0) throw new Error(`the heap shrank while ${n} mappings were made (GC noise larger than the table): no figure`);
+    samples.push(per);
     m.unmapAll();
   }
   return stats(samples, n);
@@ -257,7 +267,7 @@ async function scaleCases(space: string, dma: DmaSpace, cCmd: (n: number) => str
 }
 
 async function mdpyCases(bus: MdevBus): Promise<void> {
-  const specs = [S.regionInfo, S.irqInfo, S.mapType1, S.mapType1Mapper, S.fbCopy];
+  const specs = [S.regionInfo, S.regionInfoSeam, S.irqInfo, S.mapType1, S.mapType1Mapper, S.fbCopy];
   const scaleNames = [...SCALES.map((n) => scaleSpec('type1', n)), growthSpec('type1'), heapSpec('type1')];
   if (![...specs, ...scaleNames].some(wanted)) return;
   if (!bus.parentNames().includes('mdpy')) return refuse([...specs, ...scaleNames], 'no mdpy parent (modprobe mdpy)');
@@ -283,6 +293,18 @@ async function mdpyCases(bus: MdevBus): Promise<void> {
         c: (n) => cb!.run(`region-info ${n} ${DEV} 0`),
       }),
     );
+    await bench(S.regionInfoSeam, () => {
+      const h = device.handle('bench');
+      return compare({
+        reps,
+        ours: (n) => {
+          const t0 = hr();
+          for (let i = 0; i < n; i++) native().deviceGetRegionInfo(h, 0, REGION_INFO_SIZE);
+          return Number(hr() - t0);
+        },
+        c: (n) => cb!.run(`region-info ${n} ${DEV} 0`),
+      });
+    });
     await bench(S.irqInfo, () =>
       compare({
         reps,
@@ -462,7 +484,7 @@ function irqThroughputBatch(device: Device, index: number, reps: number, burst: 
 }
 
 async function mttyCases(bus: MdevBus): Promise<void> {
-  const specs = [S.mttyPread, S.irqLatency, S.irqThroughput, S.mdevCycle];
+  const specs = [S.mttyPread, S.nodeFsPread, S.irqLatency, S.irqThroughput, S.mdevCycle];
   if (!specs.some(wanted)) return;
   if (!bus.parentNames().includes('mtty')) return refuse(specs, 'no mtty parent (modprobe mtty)');
   const mdev = await bus.create('mtty-1', { parent: 'mtty' });
@@ -489,6 +511,20 @@ async function mttyCases(bus: MdevBus): Promise<void> {
         c: (n) => cb!.run(`pread ${n} ${DEV} ${off + BigInt(LSR)} 1`),
       }),
     );
+    await bench(S.nodeFsPread, () => {
+      const fd = fdOf(device);
+      const one = Buffer.alloc(1);
+      const pos = Number(off) + LSR;
+      return compare({
+        reps: 1000,
+        ours: (n) => {
+          const t0 = hr();
+          for (let i = 0; i < n; i++) readSync(fd, one, 0, 1, pos);
+          return Number(hr() - t0);
+        },
+        c: (n) => cb!.run(`pread ${n} ${DEV} ${pos} 1`),
+      });
+    });
     await bench(S.irqLatency, () =>
       compare({
         reps: QUICK ? 100 : 500,

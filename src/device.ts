@@ -372,7 +372,7 @@ export class Device extends Resource {
   readonly #views = new Set<MappedRegion>();
   readonly #irqs = new Map<number, Interrupts>();
   /** Encoded DATA_NONE SET_IRQS structs by action/index/start/count (triggers repeat). */
-  readonly #irqSetCache = new Map<string, Buffer>();
+  readonly #irqSetCache = new Map<number, Buffer>();
   #info: DeviceInfo;
 
   #devid: number | null = null;
@@ -606,16 +606,22 @@ export class Device extends Resource {
     }
     const count = o.count ?? (data ? data.length : 1);
     const start = o.start ?? 0;
-    let bytes: Buffer | undefined;
-    if (dataType === VFIO_IRQ_SET_DATA_NONE) {
-      // Software triggers, masks and unmasks repeat: encode each distinct one once.
-      const key = `${action}:${o.index}:${start}:${count}`;
-      bytes = this.#irqSetCache.get(key);
-      if (!bytes) {
-        bytes = encodeIrqSet({ flags: dataType | action, index: o.index, start, count });
-        if (this.#irqSetCache.size < 64) this.#irqSetCache.set(key, bytes);
-      }
-    } else bytes = encodeIrqSet({ flags: dataType | action, index: o.index, start, count, data });
+    if (dataType === VFIO_IRQ_SET_DATA_NONE) return this.#setIrqsNone(action, o.index, start, count);
+    native().deviceSetIrqs(this.handle('set irqs'), encodeIrqSet({ flags: dataType | action, index: o.index, start, count, data }));
+  }
+
+  /**
+   * SET_IRQS with DATA_NONE. Software triggers, masks and unmasks repeat (an
+   * interrupt hot path), so each distinct struct is encoded once and kept.
+   */
+  #setIrqsNone(action: number, index: number, start: number, count: number): void {
+    const small = (index | start | count) >>> 0 === (index | start | count) && index < 256 && start < 65536 && count < 65536 && Number.isInteger(index + start + count);
+    const key = small ? ((action * 256 + index) * 65536 + start) * 65536 + count : -1;
+    let bytes = small ? this.#irqSetCache.get(key) : undefined;
+    if (!bytes) {
+      bytes = encodeIrqSet({ flags: VFIO_IRQ_SET_DATA_NONE | action, index, start, count });
+      if (small && this.#irqSetCache.size < 64) this.#irqSetCache.set(key, bytes);
+    }
     native().deviceSetIrqs(this.handle('set irqs'), bytes);
   }
 
@@ -652,13 +658,13 @@ export class Device extends Resource {
 
   /** Software-triggers vectors (TRIGGER|DATA_NONE): the kernel signals their eventfds. */
   trigger(index: number, start = 0, count = 1): void {
-    this.setIrqs({ index, action: 'trigger', start, count });
+    this.#setIrqsNone(VFIO_IRQ_SET_ACTION_TRIGGER, index, start, count);
   }
   mask(index: number, start = 0, count = 1): void {
-    this.setIrqs({ index, action: 'mask', start, count });
+    this.#setIrqsNone(VFIO_IRQ_SET_ACTION_MASK, index, start, count);
   }
   unmask(index: number, start = 0, count = 1): void {
-    this.setIrqs({ index, action: 'unmask', start, count });
+    this.#setIrqsNone(VFIO_IRQ_SET_ACTION_UNMASK, index, start, count);
   }
 
   /** VFIO_DEVICE_RESET. Views are revoked first: a reset may zap the device's mappings. */
