@@ -1,9 +1,10 @@
 /**
  * The IOVA allocator: ranges, alignment, limit, first fit, reuse and
- * coalescing, typed errors — and a seeded randomized run against a page-array model.
+ * coalescing, typed errors — and a seeded randomized run against a page-array
+ * model; and the B+tree it (and the DMA table) keeps its spans in.
  */
 import { describe, expect, it } from 'vitest';
-import { IovaAllocator } from '../../src/iova.js';
+import { BTreeMap, FreeTree, IovaAllocator, NIL } from '../../src/iova.js';
 import { VfioError } from '../../src/errors.js';
 
 const K4 = 0x1000n;
@@ -227,5 +228,188 @@ describe('IovaAllocator', () => {
     // The run exercised both outcomes.
     expect(allocs).toBeGreaterThan(200);
     expect(exhausted).toBeGreaterThan(10);
+  });
+});
+
+describe('BTreeMap (the ordered map under the allocator and the DMA table)', () => {
+  /** Compares the tree with the model (a sorted array of keys, values key*3); returns the first difference. */
+  function diff(t: BTreeMap, keys: number[], random: () => number): string | undefined {
+    const got: number[] = [];
+    let bad: string | undefined;
+    t.forEach((k, v) => {
+      if (v !== k * 3) bad ??= `value ${v} under ${k}`;
+      got.push(k);
+    });
+    if (bad) return bad;
+    if (got.join() !== keys.join()) return `keys ${got.length} vs ${keys.length}`;
+    if (t.size !== keys.length) return `size ${t.size}`;
+    for (let q = 0; q < 20; q++) {
+      const k = Math.floor(random() * ((keys.at(-1) ?? 0) + 2)) - 1;
+      let i = 0;
+      while (i < keys.length && keys[i]! <= k) i++;
+      const fl = t.floor(k);
+      if ((fl < 0 ? undefined : t.keyAt(fl)) !== keys[i - 1]) return `floor(${k})`;
+      const hi = t.higher(k);
+      if ((hi < 0 ? undefined : t.keyAt(hi)) !== keys[i]) return `higher(${k})`;
+      if (t.get(k) !== (keys[i - 1] === k ? k * 3 : -1)) return `get(${k})`;
+    }
+    return undefined;
+  }
+  const check = (t: BTreeMap, keys: number[], random: () => number): void => expect(diff(t, keys, random)).toBeUndefined();
+
+  it('matches a sorted-array model under random inserts and removes, at the edges and in the middle (seed 0xb7)', () => {
+    const random = rng(0xb7);
+    for (const [range, ops, pAppend] of [
+      [64, 3000, 0],
+      [5000, 20000, 0],
+      [1e9, 20000, 0.7],
+    ] as const) {
+      const t = new BTreeMap();
+      const keys: number[] = [];
+      let top = 0;
+      let wrong: string | undefined;
+      for (let step = 0; step < ops && !wrong; step++) {
+        const r = random();
+        if (r < 0.55) {
+          const k = random() < pAppend ? (top += 1 + Math.floor(random() * 3)) : Math.floor(random() * range);
+          const i = keys.findIndex((x) => x >= k);
+          const present = i >= 0 && keys[i] === k;
+          if (t.set(k, k * 3) !== !present) wrong = `set(${k}) at step ${step}`;
+          if (!present) keys.splice(i < 0 ? keys.length : i, 0, k);
+          if (k > top) top = k;
+        } else {
+          // Mostly existing keys, often the largest (the pattern of map+unmap pairs).
+          const k = keys.length && random() < 0.9 ? keys[random() < 0.3 ? keys.length - 1 : Math.floor(random() * keys.length)]! : Math.floor(random() * range);
+          const i = keys.indexOf(k);
+          if (t.remove(k) !== (i >= 0 ? k * 3 : -1)) wrong = `remove(${k}) at step ${step}`;
+          if (i >= 0) keys.splice(i, 1);
+        }
+        if (step % 97 === 0 && !wrong) wrong = diff(t, keys, random);
+      }
+      expect(wrong).toBeUndefined();
+      check(t, keys, random);
+      for (const k of [...keys]) expect(t.remove(k)).toBe(k * 3);
+      expect(t.size).toBe(0);
+      expect(t.height).toBe(1);
+    }
+  });
+
+  it('stays shallow: full nodes when filled in order, at least 8 entries a node after removals', () => {
+    const t = new BTreeMap();
+    for (let i = 0; i < 65536; i++) t.set(i, i * 3);
+    expect(t.height).toBe(4); // 2048 full leaves of 32
+    expect(t.nodeCapacity).toBeLessThan(2048 * 1.6);
+    // Remove 7 of every 8 keys: merging keeps the tree from keeping sparse nodes.
+    for (let i = 0; i < 65536; i++) if (i % 8 !== 0) t.remove(i);
+    expect(t.size).toBe(8192);
+    expect(t.height).toBeLessThanOrEqual(4);
+    const keys = Array.from({ length: 8192 }, (_, i) => i * 8);
+    check(t, keys, rng(1));
+    // A pair of insert and remove at the top end of a full leaf neither splits nor merges each time.
+    const n = t.nodeCapacity;
+    for (let i = 0; i < 1000; i++) {
+      t.set(1e6, 3e6);
+      t.remove(1e6);
+    }
+    expect(t.nodeCapacity).toBe(n);
+    t.clear();
+    expect(t.size).toBe(0);
+    expect(t.get(0)).toBe(-1);
+    expect(t.floor(5)).toBe(-1);
+    expect(t.higher(-5)).toBe(-1);
+  });
+});
+
+describe('IovaAllocator internals', () => {
+  it('clips the space to 2^53 alignment units when the alignment is below 2 KiB', () => {
+    const a = new IovaAllocator([{ start: 0n, last: U64_MAX }], { alignment: 1 });
+    expect(a.ranges).toEqual([{ start: 0n, last: (1n << 53n) - 1n }]);
+    expect(a.alloc(3)).toBe(0n);
+    expect(catchErr(() => a.reserve(1n << 60n, 1))).toMatchObject({ code: 'EINVAL', message: expect.stringMatching(/outside the usable ranges/) });
+    expect(catchErr(() => a.alloc(1n << 60n))).toMatchObject({ code: 'ENOSPC', message: expect.stringMatching(/no free IOVA range of 0x1000000000000000 bytes/) });
+    // With 4 KiB (or any alignment from 2 KiB) the whole 64-bit space is exact.
+    expect(new IovaAllocator([{ start: 0n, last: U64_MAX }], { alignment: 2048 }).ranges).toEqual([{ start: 0n, last: U64_MAX }]);
+  });
+
+  it('keeps its counts and free list coalesced through allocs, reservations and frees', () => {
+    const a = new IovaAllocator([{ start: 0x1000n, last: 0xffffn }]);
+    const x = a.alloc(0x2000n);
+    a.reserve(0x8000n, 0x1000n);
+    expect(a.stats()).toMatchObject({ allocations: 2, freeBlocks: 2 });
+    expect(a.freeBytes).toBe(0xf000n - 0x3000n);
+    expect(a.largestFree).toBe(0x7000n);
+    a.free(x);
+    a.free(0x8000n);
+    expect(a.stats()).toMatchObject({ allocations: 0, freeBlocks: 1 });
+    expect(a.freeBytes).toBe(0xf000n);
+    expect(catchErr(() => a.free(0x1800n))).toMatchObject({ code: 'ENOENT', message: expect.stringMatching(/0x1800/) });
+  });
+});
+
+describe('FreeTree (the AVL tree of free blocks)', () => {
+  /** Walks the whole tree: order, heights, AVL balance and every node's longest-block aggregate. */
+  function invariantBroken(t: FreeTree): string | undefined {
+    let bad: string | undefined;
+    const walk = (x: number, lo: number, hi: number): [number, number] => {
+      if (x === NIL) return [0, 0];
+      if (!(t.start[x]! > lo && t.start[x]! < hi)) bad ??= `order at node ${x}`;
+      const [hl, ml] = walk(t.left[x]!, lo, t.start[x]!);
+      const [hr, mr] = walk(t.right[x]!, t.start[x]!, hi);
+      if (t.height[x] !== 1 + Math.max(hl, hr)) bad ??= `height at node ${x}`;
+      if (Math.abs(hl - hr) > 1) bad ??= `balance at node ${x}`;
+      const m = Math.max(t.end[x]! - t.start[x]!, ml, mr);
+      if (t.maxLen[x] !== m) bad ??= `longest-block aggregate at node ${x}: ${t.maxLen[x]}, not ${m}`;
+      return [1 + Math.max(hl, hr), m];
+    };
+    walk(t.root, -Infinity, Infinity);
+    return bad;
+  }
+
+  it('keeps order, balance and aggregates, and answers first fit, floor and higher like a sorted list (seed 0xf7)', () => {
+    const random = rng(0xf7);
+    const t = new FreeTree();
+    // Blocks [10k, 10k + len) with len in 1..9: disjoint by construction.
+    const live = new Map<number, { node: number; len: number }>();
+    let wrong: string | undefined;
+    for (let step = 0; step < 6000 && !wrong; step++) {
+      const k = Math.floor(random() * 3000);
+      const cur = live.get(k);
+      if (cur) {
+        t.delete(cur.node);
+        live.delete(k);
+      } else {
+        const len = 1 + Math.floor(random() * 9);
+        live.set(k, { node: t.add(k * 10, k * 10 + len), len });
+      }
+      wrong = invariantBroken(t);
+      if (wrong || step % 50 !== 0) continue;
+      const sorted = [...live].sort((a, b) => a[0] - b[0]);
+      if (t.count !== sorted.length) wrong = `count at ${step}`;
+      const longest = sorted.reduce((m, [, v]) => Math.max(m, v.len), 0);
+      if (t.longest() !== longest) wrong = `longest at ${step}: ${t.longest()} vs ${longest}`;
+      for (let n = 1; n <= 10 && !wrong; n++) {
+        const want = sorted.find(([, v]) => v.len >= n);
+        const got = t.firstFit(n);
+        if ((got < 0 ? undefined : t.start[got]) !== (want ? want[0] * 10 : undefined)) wrong = `firstFit(${n}) at ${step}`;
+        const aligned = sorted.find(([s, v]) => Math.ceil((s * 10) / 4) * 4 + n <= s * 10 + v.len);
+        const ga = t.firstFitAligned(n, 4);
+        if ((ga < 0 ? undefined : t.start[ga]) !== (aligned ? aligned[0] * 10 : undefined)) wrong = `firstFitAligned(${n}, 4) at ${step}`;
+      }
+      const q = Math.floor(random() * 30000);
+      const fl = t.floor(q);
+      const wantFloor = sorted.filter(([s]) => s * 10 <= q).at(-1);
+      if ((fl < 0 ? undefined : t.start[fl]) !== (wantFloor ? wantFloor[0] * 10 : undefined)) wrong = `floor(${q}) at ${step}`;
+      const hi = t.higher(q);
+      const wantHigher = sorted.find(([s]) => s * 10 > q);
+      if ((hi < 0 ? undefined : t.start[hi]) !== (wantHigher ? wantHigher[0] * 10 : undefined)) wrong = `higher(${q}) at ${step}`;
+    }
+    expect(wrong).toBeUndefined();
+    expect(live.size).toBeGreaterThan(500);
+    // In-place changes that keep the order: refresh() brings the aggregates back.
+    const [k, v] = [...live][0]!;
+    t.end[v.node] = k * 10 + 9.5;
+    t.refresh(v.node);
+    expect(invariantBroken(t)).toBeUndefined();
+    expect(t.longest()).toBe(9.5);
   });
 });
