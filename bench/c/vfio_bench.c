@@ -141,14 +141,16 @@ static int type1_unmap(int fd, uint64_t iova, uint64_t size, uint32_t flags)
 	return ioctl(fd, VFIO_IOMMU_UNMAP_DMA, &u);
 }
 
-static int ioas_map(int fd, uint32_t ioas, void *va, uint64_t size, uint64_t *iova)
+/* With `fixed`, at *iova; else the kernel chooses and *iova receives it. */
+static int ioas_map(int fd, uint32_t ioas, void *va, uint64_t size, uint64_t *iova, int fixed)
 {
 	struct iommu_ioas_map m = {
 		.size = sizeof(m),
-		.flags = IOMMU_IOAS_MAP_READABLE | IOMMU_IOAS_MAP_WRITEABLE,
+		.flags = IOMMU_IOAS_MAP_READABLE | IOMMU_IOAS_MAP_WRITEABLE | (fixed ? IOMMU_IOAS_MAP_FIXED_IOVA : 0),
 		.ioas_id = ioas,
 		.user_va = (uintptr_t)va,
 		.length = size,
+		.iova = fixed ? *iova : 0,
 	};
 	if (ioctl(fd, IOMMU_IOAS_MAP, &m) < 0)
 		return -1;
@@ -189,7 +191,7 @@ static int op_ioas_map(unsigned long reps, int fd, uint32_t ioas)
 	uint64_t t0 = now_ns();
 	for (unsigned long r = 0; r < reps; r++) {
 		uint64_t iova;
-		if (ioas_map(fd, ioas, buf, PAGE, &iova) < 0)
+		if (ioas_map(fd, ioas, buf, PAGE, &iova, 0) < 0)
 			return fail("IOMMU_IOAS_MAP");
 		if (ioas_unmap(fd, ioas, iova, PAGE) < 0)
 			return fail("IOMMU_IOAS_UNMAP");
@@ -220,7 +222,11 @@ static int op_type1_map_big(unsigned long reps, int fd, uint64_t iova, uint64_t 
 	return 0;
 }
 
-/* n live 4 KiB mappings; the maps are timed, the unmap-all after them is not. */
+/*
+ * n live 4 KiB mappings at IOVAs base, base+4K, … (fixed on iommufd too: the
+ * kernel's own IOVA choice costs time linear in the live mappings); the maps are
+ * timed, the unmap-all after them is not.
+ */
 static int op_scale(unsigned long reps, int fd, int iommufd_ioas, uint32_t ioas, uint64_t base, unsigned long n)
 {
 	char *buf = dma_alloc(n * PAGE);
@@ -231,7 +237,7 @@ static int op_scale(unsigned long reps, int fd, int iommufd_ioas, uint32_t ioas,
 		uint64_t t0 = now_ns();
 		for (unsigned long i = 0; i < n; i++) {
 			uint64_t iova = base + i * PAGE;
-			if (iommufd_ioas ? ioas_map(fd, ioas, buf + i * PAGE, PAGE, &iova) < 0 : type1_map(fd, buf + i * PAGE, iova, PAGE) < 0)
+			if (iommufd_ioas ? ioas_map(fd, ioas, buf + i * PAGE, PAGE, &iova, 1) < 0 : type1_map(fd, buf + i * PAGE, iova, PAGE) < 0)
 				return fail(iommufd_ioas ? "IOMMU_IOAS_MAP" : "VFIO_IOMMU_MAP_DMA");
 		}
 		total += now_ns() - t0;
@@ -505,7 +511,7 @@ static int run(char *line)
 	if (!strcmp(op, "scale-type1"))
 		return op_scale(reps, (int)arg(argv, argc, 2), 0, 0, arg(argv, argc, 3), arg(argv, argc, 4));
 	if (!strcmp(op, "scale-ioas"))
-		return op_scale(reps, (int)arg(argv, argc, 2), 1, (uint32_t)arg(argv, argc, 3), 0, arg(argv, argc, 4));
+		return op_scale(reps, (int)arg(argv, argc, 2), 1, (uint32_t)arg(argv, argc, 3), arg(argv, argc, 4), arg(argv, argc, 5));
 	if (!strcmp(op, "pread"))
 		return op_pread(reps, (int)arg(argv, argc, 2), arg(argv, argc, 3), (unsigned)arg(argv, argc, 4));
 	if (!strcmp(op, "mmio-read32"))
