@@ -19,6 +19,8 @@ export interface ConsoleVerdict {
 export class ConsoleScanner {
   #tail = '';
   #verdict: ConsoleVerdict | null = null;
+  /** The verdict's pattern while its line has not ended yet. */
+  #pending: RegExp | null = null;
   readonly #keep: number;
   #warnings = 0;
 
@@ -36,8 +38,16 @@ export class ConsoleScanner {
         const m = f.re.exec(window);
         if (m) {
           this.#verdict = { kind: f.kind, line: m[0].trim() };
+          this.#pending = m.index + m[0].length < window.length ? null : f.re;
           break;
         }
+      }
+    } else if (this.#pending) {
+      // The fatal line arrived in pieces: it is reported at once and completed as the rest comes.
+      const m = this.#pending.exec(window);
+      if (m) {
+        this.#verdict = { ...this.#verdict, line: m[0].trim() };
+        if (m.index + m[0].length < window.length) this.#pending = null;
       }
     }
     this.#warnings += (chunk.match(/WARNING: CPU: \d+ PID: /g) ?? []).length;

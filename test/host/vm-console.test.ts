@@ -19,6 +19,16 @@ describe('ConsoleScanner', () => {
     expect(v).toEqual({ kind: 'kernel panic', line: 'Kernel panic - not syncing: Attempted to kill init! exitcode=0x00000100' });
   });
 
+  it('reports a panic line at once and completes it when the line arrives in pieces', () => {
+    const s = new ConsoleScanner();
+    expect(s.push(boot + '[    2.55] Kernel panic - not syncing: sysrq trigger')).toEqual({ kind: 'kernel panic', line: 'Kernel panic - not syncing: sysrq trigger' });
+    s.push('ed cr');
+    expect(s.push('ash\r\n[    2.56] CPU: 1 UID: 0 PID: 82 Comm: sh\r\n')?.line).toBe('Kernel panic - not syncing: sysrq triggered crash');
+    // Once the line has ended, later text does not change it.
+    s.push('Kernel panic - not syncing: something else\n');
+    expect(s.verdict).toEqual({ kind: 'kernel panic', line: 'Kernel panic - not syncing: sysrq triggered crash' });
+  });
+
   it('detects oopses, BUGs and GP faults, keeping the first', () => {
     const s = new ConsoleScanner();
     s.push('[ 5.1] BUG: kernel NULL pointer dereference, address: 0000000000000008\n');
