@@ -32,6 +32,9 @@ export default defineConfig({
           include: ['test/guest/**/*.test.ts'],
           setupFiles: ['test/guest/setup.ts'],
           fileParallelism: false,
+          // One forked process runs the files in turn: a node start costs seconds
+          // under TCG, and the files share kernel state anyway.
+          isolate: false,
           testTimeout: 60_000,
           hookTimeout: 60_000,
         },
