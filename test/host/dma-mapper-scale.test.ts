@@ -9,6 +9,7 @@ import { describe, expect, it } from 'vitest';
 import { allocDmaBuffer, type DmaBuffer, type DmaMapOptions, type DmaSpace, type IovaRange } from '../../src/dma.js';
 import { DmaMapper, type DmaMapping } from '../../src/dma-mapper.js';
 import { IovaAllocator, treeStats } from '../../src/iova.js';
+import { rng } from './rng.js';
 
 const PAGE = 4096n;
 const SMALL = 1024;
@@ -39,17 +40,6 @@ class CountingSpace implements DmaSpace {
   }
 }
 
-/** mulberry32: a small seeded PRNG. */
-function rng(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
 
 function shuffle<T>(a: T[], random: () => number): T[] {
   for (let i = a.length - 1; i > 0; i--) {

@@ -6,6 +6,7 @@
 import { describe, expect, it } from 'vitest';
 import { BTreeMap, FreeTree, IovaAllocator, NIL } from '../../src/iova.js';
 import { VfioError } from '../../src/errors.js';
+import { rng } from './rng.js';
 
 const K4 = 0x1000n;
 const U64_MAX = 0xffff_ffff_ffff_ffffn;
@@ -19,17 +20,6 @@ function catchErr(f: () => unknown): VfioError | undefined {
   return undefined;
 }
 
-/** mulberry32: a small seeded PRNG, so failures reproduce. */
-function rng(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
 
 describe('IovaAllocator', () => {
   it('hands out the lowest fitting aligned block, honouring the VT-d reserved MSI window', () => {
