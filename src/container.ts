@@ -4,7 +4,7 @@
 import { VfioError } from './errors.js';
 import { native, type NativeDmaBuffer, type NativeFd } from './native.js';
 import { Resource, toU64, u64Arg } from './resource.js';
-import { mapExtent, type DmaBuffer, type DmaMapOptions, type DmaSpace, type IovaRange } from './dma.js';
+import { type DmaBuffer, type DmaMapOptions, type DmaSpace, type IovaRange } from './dma.js';
 import type { Group } from './group.js';
 import { VFIO_EXTENSIONS, VFIO_TYPE1v2_IOMMU } from './uapi/constants.js';
 import { decodeType1Info, type Type1Info } from './uapi/vfio.js';
@@ -116,8 +116,7 @@ export class Container extends Resource implements DmaSpace {
   /** DmaSpace.map: type1 has no kernel-chosen IOVAs, so `iova` is required. Returns it. */
   map(buffer: DmaBuffer, o: DmaMapOptions): bigint {
     if (o.iova === undefined) throw new TypeError('the type1 backend needs an iova for every mapping');
-    const { offset, size } = mapExtent(buffer, o);
-    this.mapDma(buffer, { ...o, iova: o.iova, offset, size });
+    this.mapDma(buffer, { ...o, iova: o.iova });
     return toU64(o.iova, 'iova');
   }
 

@@ -55,11 +55,3 @@ export interface DmaSpace {
   /** Where mappings may go, and the alignment they need. */
   iovaRanges(): { ranges: IovaRange[]; alignment: bigint };
 }
-
-/** Resolves offset/size against the buffer for a map call. */
-export function mapExtent(buffer: DmaBuffer, o: DmaMapOptions): { offset: bigint; size: bigint } {
-  const offset = toU64(o.offset ?? 0, 'offset');
-  if (offset > buffer.size) throw new RangeError(`offset ${offset} is past the end of the ${buffer.size}-byte buffer`);
-  const size = o.size === undefined ? buffer.size - offset : toU64(o.size, 'size');
-  return { offset, size };
-}

@@ -3,7 +3,7 @@
  * options and IOMMU hardware info.
  */
 import { VfioError } from './errors.js';
-import { mapExtent, type DmaBuffer, type DmaMapOptions, type DmaSpace, type IovaRange } from './dma.js';
+import { type DmaBuffer, type DmaMapOptions, type DmaSpace, type IovaRange } from './dma.js';
 import { native, type NativeFd } from './native.js';
 import { Resource, toU32, toU64, u64Arg } from './resource.js';
 import {
