@@ -16,7 +16,7 @@ export default defineConfig({
         },
       },
       {
-        // Boots real guests from the host (scripts/vm.ts), one file at a time.
+        // Boots real guests from the host (src/cli/vfio-vm.ts), one file at a time.
         extends: true,
         test: {
           name: 'bed',

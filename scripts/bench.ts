@@ -8,9 +8,9 @@
 import { spawnSync } from 'node:child_process';
 import { mkdirSync } from 'node:fs';
 import { join } from 'node:path';
-import { VmError, packageRoot, say } from './vm/common.js';
-import { RUN_REQUIREMENTS, buildRequirements, ensureRequirements, onPath } from './vm/deps.js';
-import { main as vmMain } from './vm.js';
+import { VmError, packageRoot, say } from '../src/vm/common.js';
+import { RUN_REQUIREMENTS, buildRequirements, ensureRequirements, onPath } from '../src/vm/deps.js';
+import { main as vmMain } from '../src/cli/vfio-vm.js';
 
 /** The C baseline's compiler flags: fixed, so runs compare. */
 export const C_FLAGS = ['-O2', '-std=gnu11', '-Wall', '-Wextra', '-Werror'];

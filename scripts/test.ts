@@ -7,9 +7,9 @@
 import { spawnSync } from 'node:child_process';
 import { existsSync, mkdirSync, readFileSync, rmSync } from 'node:fs';
 import { join } from 'node:path';
-import { VmError, packageRoot, say } from './vm/common.js';
-import { RUN_REQUIREMENTS, buildRequirements, ensureRequirements } from './vm/deps.js';
-import { main as vmMain } from './vm.js';
+import { VmError, packageRoot, say } from '../src/vm/common.js';
+import { RUN_REQUIREMENTS, buildRequirements, ensureRequirements } from '../src/vm/deps.js';
+import { main as vmMain } from '../src/cli/vfio-vm.js';
 
 interface VitestJson {
   success: boolean;

@@ -5,8 +5,8 @@
  */
 export { VfioError, ERR_VFIO_CLOSED, errnoName, errnoNumber, errnoMessage, type VfioErrorInit } from './errors.js';
 export { hintFor, type HintContext } from './hints.js';
-export { Container, CONTAINER_PATH, type MapDmaOptions } from './container.js';
-export { Group } from './group.js';
+export { Container, CONTAINER_PATH, type MapDmaOptions } from './vfio/container.js';
+export { Group } from './vfio/group.js';
 export {
   Device,
   Region,
@@ -19,17 +19,17 @@ export {
   type SetIrqsOptions,
   type IrqAction,
   type GfxPlaneQueryOptions,
-} from './device.js';
-export { IommuFd, Ioas, Hwpt, IOMMUFD_PATH, type HwInfo } from './iommufd.js';
-export { allocDmaBuffer, type DmaBuffer, type DmaAllocOptions, type DmaSpace, type DmaMapOptions, type IovaRange } from './dma.js';
-export { openDevice, resolveDevice, type OpenDeviceOptions, type OpenedDevice, type ResolvedDevice, type BackendChoice } from './open.js';
-export { Interrupts, createEventFd, type InterruptEvent, type InterruptWaitOptions } from './interrupts.js';
+} from './vfio/device.js';
+export { IommuFd, Ioas, Hwpt, IOMMUFD_PATH, type HwInfo } from './iommufd/iommufd.js';
+export { allocDmaBuffer, type DmaBuffer, type DmaAllocOptions, type DmaSpace, type DmaMapOptions, type IovaRange } from './dma/buffer.js';
+export { openDevice, resolveDevice, type OpenDeviceOptions, type OpenedDevice, type ResolvedDevice, type BackendChoice } from './vfio/open.js';
+export { Interrupts, createEventFd, type InterruptEvent, type InterruptWaitOptions } from './vfio/interrupts.js';
 export { heldCount } from './registry.js';
-export { boundDriver } from './quirks.js';
-export * from './mdev.js';
+export { boundDriver } from './vfio/quirks.js';
+export * from './mdev/bus.js';
 export * from './uapi/index.js';
 export * from './pci/index.js';
-export { IovaAllocator, type IovaAllocatorOptions } from './iova.js';
+export { IovaAllocator, type IovaAllocatorOptions } from './dma/iova.js';
 export {
   DmaMapper,
   DmaLimitError,
@@ -42,5 +42,5 @@ export {
   type MemlockStatus,
   type DirtyProbe,
   type ProcReader,
-} from './dma-mapper.js';
+} from './dma/mapper.js';
 export { EduDriver, findEdu, eduFactorial, EDU_REG, EDU_ID, EDU_DMA_LIMIT, EDU_DMA_MAX, type EduIrqMode, type EduOpenOptions, type EduWaitOptions, type EduRoundTrip } from './drivers/edu.js';

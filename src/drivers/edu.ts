@@ -6,12 +6,12 @@
  */
 import { readFileSync, readdirSync } from 'node:fs';
 import { join } from 'node:path';
-import type { MappedRegion } from '../device.js';
-import { allocDmaBuffer } from '../dma.js';
-import { DmaMapper, type DmaMapperOptions, type DmaMapping } from '../dma-mapper.js';
+import type { MappedRegion } from '../vfio/device.js';
+import { allocDmaBuffer } from '../dma/buffer.js';
+import { DmaMapper, type DmaMapperOptions, type DmaMapping } from '../dma/mapper.js';
 import { VfioError } from '../errors.js';
-import type { Interrupts } from '../interrupts.js';
-import { openDevice, type BackendChoice, type OpenedDevice } from '../open.js';
+import type { Interrupts } from '../vfio/interrupts.js';
+import { openDevice, type BackendChoice, type OpenedDevice } from '../vfio/open.js';
 import { PCI_COMMAND_MASTER, PCI_COMMAND_MEMORY, PCI_CONFIG } from '../pci/config.js';
 import { VFIO_PCI_BAR0_REGION_INDEX, VFIO_PCI_CONFIG_REGION_INDEX, VFIO_PCI_INTX_IRQ_INDEX, VFIO_PCI_MSI_IRQ_INDEX } from '../uapi/constants.js';
 

@@ -4,7 +4,7 @@
  */
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { runVfio } from '../host/mdev-shared.js';
-import { resolveDevice } from '../../src/open.js';
+import { resolveDevice } from '../../src/vfio/open.js';
 import { createMdev, eduAddress, removeMdev } from './fixtures.js';
 
 const created: Record<string, string> = {};

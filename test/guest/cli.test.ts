@@ -7,8 +7,8 @@ import { randomUUID } from 'node:crypto';
 import { existsSync, readFileSync, readdirSync, readlinkSync, realpathSync, statSync } from 'node:fs';
 import { basename, dirname } from 'node:path';
 import { describe, expect, it } from 'vitest';
-import { groupJson } from '../../src/cli.js';
-import { MdevBus } from '../../src/mdev.js';
+import { groupJson } from '../../src/cli/vfio.js';
+import { MdevBus } from '../../src/mdev/bus.js';
 import { type CliResult, expectCliFailure as failed, runVfio } from '../host/mdev-shared.js';
 import { ALL_TYPES, Created, expectedAvailability, guardPools, holdOpen, rawAvailability, waitGone } from './mdev-helpers.js';
 

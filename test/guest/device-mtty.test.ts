@@ -3,10 +3,10 @@
  * UART loopback with 1-byte accesses, INTx/MSI interrupts, error paths.
  */
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
-import { Container } from '../../src/container.js';
+import { Container } from '../../src/vfio/container.js';
 import { VfioError } from '../../src/errors.js';
-import { Group } from '../../src/group.js';
-import type { Interrupts } from '../../src/interrupts.js';
+import { Group } from '../../src/vfio/group.js';
+import type { Interrupts } from '../../src/vfio/interrupts.js';
 import { createMdev, fdCount, groupOf, openOnGroup, removeMdev, type Opened, useOpenedMdev } from './fixtures.js';
 
 const RX = 0, IER = 1, FCR = 2, LCR = 3, LSR = 5, SCR = 7;

@@ -7,8 +7,8 @@
 import { spawnSync } from 'node:child_process';
 import { readFileSync, writeFileSync } from 'node:fs';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { DmaMapper } from '../../src/dma-mapper.js';
-import { allocDmaBuffer } from '../../src/dma.js';
+import { DmaMapper } from '../../src/dma/mapper.js';
+import { allocDmaBuffer } from '../../src/dma/buffer.js';
 import { VfioError } from '../../src/errors.js';
 import { createMdev, openOnGroup, removeMdev } from './fixtures.js';
 

@@ -5,9 +5,9 @@
  * and DMA round trips RAM → edu → RAM whose IOVAs the IOMMU really enforces.
  */
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { allocDmaBuffer } from '../../src/dma.js';
+import { allocDmaBuffer } from '../../src/dma/buffer.js';
 import { EDU_DMA_LIMIT, EDU_DMA_MAX, EDU_REG, EduDriver } from '../../src/drivers/edu.js';
-import { openDevice } from '../../src/open.js';
+import { openDevice } from '../../src/vfio/open.js';
 import { eduAddress } from './fixtures.js';
 
 /** n! mod 2^32, computed independently of the driver. */

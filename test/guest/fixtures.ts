@@ -6,9 +6,9 @@ import { randomUUID } from 'node:crypto';
 import { existsSync, readFileSync, readlinkSync, readdirSync, writeFileSync } from 'node:fs';
 import { basename, join } from 'node:path';
 import { afterAll, beforeAll } from 'vitest';
-import { Container } from '../../src/container.js';
-import type { Device } from '../../src/device.js';
-import { Group } from '../../src/group.js';
+import { Container } from '../../src/vfio/container.js';
+import type { Device } from '../../src/vfio/device.js';
+import { Group } from '../../src/vfio/group.js';
 
 const TYPES: Record<string, string> = {
   'mtty-1': 'mtty',

@@ -4,11 +4,11 @@
  */
 import { closeSync, openSync } from 'node:fs';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { allocDmaBuffer } from '../../src/dma.js';
-import { Device } from '../../src/device.js';
+import { allocDmaBuffer } from '../../src/dma/buffer.js';
+import { Device } from '../../src/vfio/device.js';
 import { VfioError } from '../../src/errors.js';
-import { IommuFd } from '../../src/iommufd.js';
-import { openDevice, resolveDevice } from '../../src/open.js';
+import { IommuFd } from '../../src/iommufd/iommufd.js';
+import { openDevice, resolveDevice } from '../../src/vfio/open.js';
 import { createMdev, eduAddress, removeMdev } from './fixtures.js';
 
 const TYPES = ['mtty-1', 'mtty-2', 'mdpy-vga', 'mdpy-xga', 'mdpy-hd', 'mbochs-small', 'mbochs-medium', 'mbochs-large'];

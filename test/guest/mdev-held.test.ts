@@ -4,9 +4,9 @@
  * our own fds closed: a deadlock).
  */
 import { describe, expect, it } from 'vitest';
-import { MdevBus } from '../../src/mdev.js';
+import { MdevBus } from '../../src/mdev/bus.js';
 import { heldCount } from '../../src/registry.js';
-import { openDevice } from '../../src/open.js';
+import { openDevice } from '../../src/vfio/open.js';
 import { failure } from '../host/mdev-shared.js';
 
 describe('removing a device this process holds open', () => {

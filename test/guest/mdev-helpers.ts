@@ -8,7 +8,7 @@ import { spawn } from 'node:child_process';
 import { existsSync, readFileSync, readdirSync, readlinkSync } from 'node:fs';
 import { basename } from 'node:path';
 import { afterAll, afterEach, beforeAll, expect } from 'vitest';
-import { MdevBus } from '../../src/mdev.js';
+import { MdevBus } from '../../src/mdev/bus.js';
 
 const read = (p: string): string => readFileSync(p, 'utf8').trim();
 

@@ -11,9 +11,9 @@ import { fileURLToPath } from 'node:url';
 import { version as uuidVersion } from 'uuid';
 import { describe, expect, it } from 'vitest';
 import { failure } from '../host/mdev-shared.js';
-import { MdevBus, type Mdev } from '../../src/mdev.js';
+import { MdevBus, type Mdev } from '../../src/mdev/bus.js';
 import { holdDevice } from '../../src/registry.js';
-import { iommuGroups } from '../../src/sysfs.js';
+import { iommuGroups } from '../../src/mdev/sysfs.js';
 import {
   ALL_TYPES,
   Created,
@@ -223,7 +223,7 @@ describe('UUIDs', () => {
 
   it('two processes creating the same UUID at once: exactly one succeeds, the other gets EEXIST', async () => {
     const uuid = created.add(randomUUID());
-    const mdev = fileURLToPath(new URL('../../src/mdev.ts', import.meta.url));
+    const mdev = fileURLToPath(new URL('../../src/mdev/bus.ts', import.meta.url));
     // Each child loads the library, says "ready", and creates on "go": both writes race.
     const script = `
       const { MdevBus } = await import(${JSON.stringify(mdev)});

@@ -1,6 +1,6 @@
 import { chmodSync, closeSync, constants as fsConstants, openSync, readFileSync } from 'node:fs';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
-import { main } from '../../src/cli.js';
+import { main } from '../../src/cli/vfio.js';
 import { FakeSys } from './mdev-fake.js';
 import { CLI, REPO, U1, U2, expectCliFailure as expectFailure, runVfio as spawnVfio } from './mdev-shared.js';
 
@@ -279,7 +279,7 @@ describe('vfio ls', () => {
 describe('the vfio executable', () => {
   it('is the package\'s `vfio` bin, with a shebang', () => {
     const pkg = JSON.parse(readFileSync(`${REPO}package.json`, 'utf8'));
-    expect(pkg.bin.vfio).toBe('./dist/src/cli.js');
+    expect(pkg.bin.vfio).toBe('./dist/src/cli/vfio.js');
     expect(readFileSync(CLI, 'utf8').split('\n')[0]).toBe('#!/usr/bin/env node');
   });
 

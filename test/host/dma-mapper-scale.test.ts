@@ -6,9 +6,9 @@
  * Speed itself is measured by the benchmarks, not here.
  */
 import { describe, expect, it } from 'vitest';
-import { allocDmaBuffer, type DmaBuffer, type DmaMapOptions, type DmaSpace, type IovaRange } from '../../src/dma.js';
-import { DmaMapper, type DmaMapping } from '../../src/dma-mapper.js';
-import { IovaAllocator, treeStats } from '../../src/iova.js';
+import { allocDmaBuffer, type DmaBuffer, type DmaMapOptions, type DmaSpace, type IovaRange } from '../../src/dma/buffer.js';
+import { DmaMapper, type DmaMapping } from '../../src/dma/mapper.js';
+import { IovaAllocator, treeStats } from '../../src/dma/iova.js';
 import { rng } from './rng.js';
 
 const PAGE = 4096n;

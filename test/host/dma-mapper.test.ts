@@ -4,8 +4,8 @@
  * IOVAs), and the RLIMIT_MEMLOCK check against fake /proc files.
  */
 import { afterEach, describe, expect, it, vi } from 'vitest';
-import { allocDmaBuffer, type DmaBuffer, type DmaMapOptions, type DmaSpace, type IovaRange } from '../../src/dma.js';
-import { DmaLimitError, DmaMapper, memlockStatus, type DmaMapping } from '../../src/dma-mapper.js';
+import { allocDmaBuffer, type DmaBuffer, type DmaMapOptions, type DmaSpace, type IovaRange } from '../../src/dma/buffer.js';
+import { DmaLimitError, DmaMapper, memlockStatus, type DmaMapping } from '../../src/dma/mapper.js';
 import { VfioError } from '../../src/errors.js';
 import { hintFor } from '../../src/hints.js';
 

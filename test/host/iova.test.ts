@@ -4,7 +4,7 @@
  * model; and the B+tree it (and the DMA table) keeps its spans in.
  */
 import { describe, expect, it } from 'vitest';
-import { BTreeMap, FreeTree, IovaAllocator, NIL } from '../../src/iova.js';
+import { BTreeMap, FreeTree, IovaAllocator, NIL } from '../../src/dma/iova.js';
 import { VfioError } from '../../src/errors.js';
 import { rng } from './rng.js';
 

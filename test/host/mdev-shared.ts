@@ -9,13 +9,13 @@ import { expect } from 'vitest';
 import { VfioError } from '../../src/errors.js';
 
 export const REPO = fileURLToPath(new URL('../..', import.meta.url));
-export const CLI = `${REPO}src/cli.ts`;
+export const CLI = `${REPO}src/cli/vfio.ts`;
 /**
  * The compiled bin, as users run it. `npm test` rebuilds dist/ right before the
  * guest suite and sets VFIO_CLI_DIST=1, which also spares each run tsx's start-up
  * (seconds under TCG); elsewhere the source runs through tsx.
  */
-export const CLI_ARGS = process.env.VFIO_CLI_DIST === '1' ? [`${REPO}dist/src/cli.js`] : ['--import', 'tsx', CLI];
+export const CLI_ARGS = process.env.VFIO_CLI_DIST === '1' ? [`${REPO}dist/src/cli/vfio.js`] : ['--import', 'tsx', CLI];
 export const U1 = '0b4d7c7e-4f6a-4c55-9a3e-6d1f2e3a4b5c';
 export const U2 = 'f2c1d0a9-8b7e-4d6c-8b5a-493827161504';
 

@@ -3,10 +3,10 @@ import { constants } from 'node:os';
 import { version as uuidVersion } from 'uuid';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { VfioError } from '../../src/errors.js';
-import { MdevBus, parseUuid } from '../../src/mdev.js';
+import { MdevBus, parseUuid } from '../../src/mdev/bus.js';
 import { holdDevice } from '../../src/registry.js';
-import { sysfsWriter } from '../../src/sysfs-writer.js';
-import { SysRoot, iommuGroups, processesHolding } from '../../src/sysfs.js';
+import { sysfsWriter } from '../../src/mdev/writer.js';
+import { SysRoot, iommuGroups, processesHolding } from '../../src/mdev/sysfs.js';
 import { FakeSys } from './mdev-fake.js';
 import { U1, U2, failure } from './mdev-shared.js';
 

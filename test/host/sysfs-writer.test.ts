@@ -4,7 +4,7 @@ import { constants, tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { VfioError } from '../../src/errors.js';
-import { SysfsWriter, type WriterRuntime } from '../../src/sysfs-writer.js';
+import { SysfsWriter, type WriterRuntime } from '../../src/mdev/writer.js';
 import { REPO, failure } from './mdev-shared.js';
 
 const E = constants.errno;
@@ -246,7 +246,7 @@ describe.each(RUNTIMES)('SysfsWriter (%s)', (runtime) => {
     const script = join(dir, 'use-writer.mts');
     writeFileSync(
       script,
-      `import { SysfsWriter } from ${JSON.stringify(`${REPO}src/sysfs-writer.ts`)};
+      `import { SysfsWriter } from ${JSON.stringify(`${REPO}src/mdev/writer.ts`)};
 const [runtime, ok, blocked] = process.argv.slice(2);
 const w = new SysfsWriter({ runtime });
 await w.write(ok, 'hello');
@@ -289,7 +289,7 @@ console.log(JSON.stringify({ a, b: w.pid, err }));
     const script = join(dir, 'await-writer.mts');
     writeFileSync(
       script,
-      `import { SysfsWriter } from ${JSON.stringify(`${REPO}src/sysfs-writer.ts`)};
+      `import { SysfsWriter } from ${JSON.stringify(`${REPO}src/mdev/writer.ts`)};
 const w = new SysfsWriter({ runtime: process.argv[2] });
 const p = w.write(process.argv[3], '1');
 console.log('waiting');

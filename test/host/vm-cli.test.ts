@@ -3,12 +3,12 @@ import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
-import { VmError, packageRoot } from '../../scripts/vm/common.js';
-import { isBzImage, kernelKey, readyKernel } from '../../scripts/vm/kernel.js';
-import { kernelCmdline, qemuArgs, type MachineSpec } from '../../scripts/vm/qemu.js';
+import { VmError, packageRoot } from '../../src/vm/common.js';
+import { isBzImage, kernelKey, readyKernel } from '../../src/vm/kernel.js';
+import { kernelCmdline, qemuArgs, type MachineSpec } from '../../src/vm/qemu.js';
 import { judgeReport } from '../../scripts/test.js';
-import { ensureRequirements } from '../../scripts/vm/deps.js';
-import { guestEnv, parseArgs } from '../../scripts/vm.js';
+import { ensureRequirements } from '../../src/vm/deps.js';
+import { guestEnv, parseArgs } from '../../src/cli/vfio-vm.js';
 
 const spec: MachineSpec = {
   accel: 'tcg',
@@ -112,7 +112,7 @@ describe('kernel selection', () => {
 
 describe('the vfio-vm command', () => {
   const vm = (args: string[], env: Record<string, string> = {}) =>
-    spawnSync(process.execPath, ['--import', 'tsx', join(packageRoot(), 'scripts/vm.ts'), ...args], {
+    spawnSync(process.execPath, ['--import', 'tsx', join(packageRoot(), 'src/cli/vfio-vm.ts'), ...args], {
       encoding: 'utf8',
       env: { ...process.env, ...env },
       cwd: packageRoot(),

@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { ConsoleScanner } from '../../scripts/vm/console.js';
+import { ConsoleScanner } from '../../src/vm/console.js';
 
 const boot = '[    0.000000] Linux version 6.12.117 (root@host)\r\n[    0.120000] DMAR: IOMMU enabled\r\nvfio-vm: ready\r\n';
 

@@ -3,7 +3,7 @@ import { mkdtempSync, readFileSync, readlinkSync, rmSync, statSync, writeFileSyn
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
-import { buildCpio } from '../../scripts/vm/cpio.js';
+import { buildCpio } from '../../src/vm/cpio.js';
 
 // The archive is checked by an independent reader: busybox's cpio, the same
 // implementation family the guest uses (the kernel's own unpacker is stricter

@@ -1,7 +1,7 @@
 import { readFileSync } from 'node:fs';
 import { describe, expect, it } from 'vitest';
-import { assetPath } from '../../scripts/vm/common.js';
-import { formatMismatches, parseKconfig, verifyKconfig } from '../../scripts/vm/kconfig.js';
+import { assetPath } from '../../src/vm/common.js';
+import { formatMismatches, parseKconfig, verifyKconfig } from '../../src/vm/kconfig.js';
 
 describe('parseKconfig', () => {
   it('reads y/m values, literals and "is not set" lines; later lines win', () => {

@@ -3,8 +3,8 @@ import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
-import { commandScript } from '../../scripts/vm/initramfs.js';
-import { shExports, shJoin, shQuote } from '../../scripts/vm/shell.js';
+import { commandScript } from '../../src/vm/initramfs.js';
+import { shExports, shJoin, shQuote } from '../../src/vm/shell.js';
 
 const tricky = ['plain', 'two words', "it's", '$HOME', '`id`', 'a"b', 'back\\slash', 'new\nline', '', '*', '-n', 'ünïcödé'];
 

@@ -4,10 +4,10 @@
  * past the limit and prints what the library and the kernel then say, as JSON.
  */
 import { readFileSync } from 'node:fs';
-import { DmaLimitError, DmaMapper } from '../../../src/dma-mapper.js';
-import { allocDmaBuffer } from '../../../src/dma.js';
+import { DmaLimitError, DmaMapper } from '../../../src/dma/mapper.js';
+import { allocDmaBuffer } from '../../../src/dma/buffer.js';
 import { findEdu } from '../../../src/drivers/edu.js';
-import { openDevice } from '../../../src/open.js';
+import { openDevice } from '../../../src/vfio/open.js';
 
 const KiB = 1024;
 const vmLck = (): number => Number(/^VmLck:\s*(\d+)/m.exec(readFileSync('/proc/self/status', 'utf8'))![1]) * KiB;

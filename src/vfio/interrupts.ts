@@ -4,8 +4,8 @@
  * interrupts the kernel signalled while we were busy are counted, not lost.
  */
 import { EventEmitter } from 'node:events';
-import { VfioError } from './errors.js';
-import { native, type NativeEventFd } from './native.js';
+import { VfioError } from '../errors.js';
+import { native, type NativeEventFd } from '../native.js';
 
 /** One delivery: `count` interrupts on `vector` (index start + i) since the last one. */
 export interface InterruptEvent {

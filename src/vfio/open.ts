@@ -7,10 +7,10 @@ import { existsSync, readdirSync, readlinkSync } from 'node:fs';
 import { basename, join } from 'node:path';
 import { Container } from './container.js';
 import { Device } from './device.js';
-import type { DmaSpace } from './dma.js';
-import { VfioError } from './errors.js';
+import type { DmaSpace } from '../dma/buffer.js';
+import { VfioError } from '../errors.js';
 import { Group } from './group.js';
-import { IOMMUFD_PATH, IommuFd, type Ioas } from './iommufd.js';
+import { IOMMUFD_PATH, IommuFd, type Ioas } from '../iommufd/iommufd.js';
 
 export type BackendChoice = 'group' | 'cdev' | 'auto';
 

@@ -7,15 +7,15 @@
  */
 import { existsSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { VfioError } from './errors.js';
-import type { DmaBuffer, DmaSpace, IovaRange } from './dma.js';
-import type { Device } from './device.js';
+import { VfioError } from '../errors.js';
+import type { DmaBuffer, DmaSpace, IovaRange } from './buffer.js';
+import type { Device } from '../vfio/device.js';
 import { AvlTree, BTreeMap, IovaAllocator } from './iova.js';
-import { native, type NativeFd } from './native.js';
-import { toU64 } from './resource.js';
-import type { Hwpt, HwInfo, Ioas } from './iommufd.js';
-import type { Type1Info } from './uapi/vfio.js';
-import { IOMMU_HW_CAP_DIRTY_TRACKING, IOMMU_HWPT_ALLOC_DIRTY_TRACKING } from './uapi/constants.js';
+import { native, type NativeFd } from '../native.js';
+import { toU64 } from '../resource.js';
+import type { Hwpt, HwInfo, Ioas } from '../iommufd/iommufd.js';
+import type { Type1Info } from '../uapi/vfio.js';
+import { IOMMU_HW_CAP_DIRTY_TRACKING, IOMMU_HWPT_ALLOC_DIRTY_TRACKING } from '../uapi/constants.js';
 
 const OP_MAP = 'DmaMapper map';
 const OP_UNMAP = 'DmaMapper unmap';

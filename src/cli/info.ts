@@ -3,8 +3,8 @@
  * decoded capability chain) and every IRQ index, the same on both backends
  * except for `backend`. 64-bit sizes and offsets are decimal strings.
  */
-import type { Device, IndexResult } from './device.js';
-import type { IrqInfo, RegionInfo } from './uapi/vfio.js';
+import type { Device, IndexResult } from '../vfio/device.js';
+import type { IrqInfo, RegionInfo } from '../uapi/vfio.js';
 
 type Json = null | boolean | number | string | Json[] | { [k: string]: Json };
 

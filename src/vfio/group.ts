@@ -1,12 +1,12 @@
 /**
  * A VFIO group (/dev/vfio/N): status, container attachment, device fds.
  */
-import { VfioError } from './errors.js';
+import { VfioError } from '../errors.js';
 import { Container } from './container.js';
 import { Device } from './device.js';
-import { native, type NativeFd } from './native.js';
-import { Resource } from './resource.js';
-import { decodeGroupStatus, type GroupStatus } from './uapi/vfio.js';
+import { native, type NativeFd } from '../native.js';
+import { Resource } from '../resource.js';
+import { decodeGroupStatus, type GroupStatus } from '../uapi/vfio.js';
 
 export class Group extends Resource {
   /** The IOMMU group number. */

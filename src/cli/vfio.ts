@@ -9,11 +9,11 @@ import { existsSync, realpathSync } from 'node:fs';
 import { constants } from 'node:os';
 import { pathToFileURL } from 'node:url';
 import { parseArgs } from 'node:util';
-import { VfioError } from './errors.js';
-import { MdevBus, type Mdev, type MdevType } from './mdev.js';
+import { VfioError } from '../errors.js';
+import { MdevBus, type Mdev, type MdevType } from '../mdev/bus.js';
 import { deviceInfoJson } from './info.js';
-import { openDevice } from './open.js';
-import { SysRoot, iommuGroups, type IommuGroup } from './sysfs.js';
+import { openDevice } from '../vfio/open.js';
+import { SysRoot, iommuGroups, type IommuGroup } from '../mdev/sysfs.js';
 
 /** Where a command writes. */
 export interface CliIo {

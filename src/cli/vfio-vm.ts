@@ -10,11 +10,11 @@
 import { mkdtempSync, mkdirSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
-import { VmError, cacheRoot, debug, say, setVerbose, withLock } from './vm/common.js';
-import { RUN_REQUIREMENTS, ensureRequirements } from './vm/deps.js';
-import { baseInitramfs, runInitramfs } from './vm/initramfs.js';
-import { resolveKernel, type Kernel } from './vm/kernel.js';
-import { chooseAccel, runVm, type MachineSpec } from './vm/qemu.js';
+import { VmError, cacheRoot, debug, say, setVerbose, withLock } from '../vm/common.js';
+import { RUN_REQUIREMENTS, ensureRequirements } from '../vm/deps.js';
+import { baseInitramfs, runInitramfs } from '../vm/initramfs.js';
+import { resolveKernel, type Kernel } from '../vm/kernel.js';
+import { chooseAccel, runVm, type MachineSpec } from '../vm/qemu.js';
 
 const USAGE = `usage: vfio-vm [options] [--] <command> [args…]
 
@@ -220,7 +220,7 @@ async function boot(opts: ParsedArgs, env: NodeJS.ProcessEnv, kernel: Kernel, p:
   }
 }
 
-const isMain = process.argv[1] && /(^|\/)vm\.(ts|js)$/.test(process.argv[1]);
+const isMain = process.argv[1] && /(^|\/)vfio-vm\.(ts|js)$/.test(process.argv[1]);
 if (isMain) {
   main(process.argv.slice(2)).then(
     (code) => {

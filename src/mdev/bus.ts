@@ -13,10 +13,10 @@
 import { constants } from 'node:os';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { v4 as uuidv4 } from 'uuid';
-import { VfioError } from './errors.js';
-import { heldCount } from './registry.js';
+import { VfioError } from '../errors.js';
+import { heldCount } from '../registry.js';
 import { SysRoot, describeDevice, processesHolding, vfioNodes, type VfioNodes } from './sysfs.js';
-import { sysfsWriter } from './sysfs-writer.js';
+import { sysfsWriter } from './writer.js';
 
 // The sysfs layer is part of this module's public API: `new MdevBus({ root: new SysRoot(dir) })`,
 // and `iommuGroups()` is what `vfio ls` prints.

@@ -32,7 +32,7 @@
 import { spawn, type ChildProcess } from 'node:child_process';
 import { existsSync } from 'node:fs';
 import { constants } from 'node:os';
-import { VfioError } from './errors.js';
+import { VfioError } from '../errors.js';
 
 const { errno: E } = constants;
 

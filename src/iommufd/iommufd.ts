@@ -2,10 +2,10 @@
  * iommufd (/dev/iommu): IO address spaces (IOAS), hardware page tables (HWPT),
  * options and IOMMU hardware info.
  */
-import { VfioError } from './errors.js';
-import { type DmaBuffer, type DmaMapOptions, type DmaSpace, type IovaRange } from './dma.js';
-import { native, type NativeFd } from './native.js';
-import { Resource, toU32, toU64, u64Arg } from './resource.js';
+import { VfioError } from '../errors.js';
+import { type DmaBuffer, type DmaMapOptions, type DmaSpace, type IovaRange } from '../dma/buffer.js';
+import { native, type NativeFd } from '../native.js';
+import { Resource, toU32, toU64, u64Arg } from '../resource.js';
 import {
   IOMMU_HW_INFO_TYPE_INTEL_VTD,
   IOMMU_IOAS_MAP_FIXED_IOVA,
@@ -15,8 +15,8 @@ import {
   IOMMU_OPTION_OP_GET,
   IOMMU_OPTION_OP_SET,
   IOMMU_OPTION_RLIMIT_MODE,
-} from './uapi/constants.js';
-import { decodeHwInfoVtd, decodeIovaRanges, type IommuHwInfoVtd } from './uapi/iommufd.js';
+} from '../uapi/constants.js';
+import { decodeHwInfoVtd, decodeIovaRanges, type IommuHwInfoVtd } from '../uapi/iommufd.js';
 
 export const IOMMUFD_PATH = '/dev/iommu';
 

@@ -1,13 +1,13 @@
 /**
  * The legacy VFIO container (/dev/vfio/vfio) with the type1 IOMMU backend.
  */
-import { VfioError } from './errors.js';
-import { native, type NativeDmaBuffer, type NativeFd } from './native.js';
-import { Resource, toU64, u64Arg } from './resource.js';
-import { type DmaBuffer, type DmaMapOptions, type DmaSpace, type IovaRange } from './dma.js';
+import { VfioError } from '../errors.js';
+import { native, type NativeDmaBuffer, type NativeFd } from '../native.js';
+import { Resource, toU64, u64Arg } from '../resource.js';
+import { type DmaBuffer, type DmaMapOptions, type DmaSpace, type IovaRange } from '../dma/buffer.js';
 import type { Group } from './group.js';
-import { VFIO_EXTENSIONS, VFIO_TYPE1v2_IOMMU } from './uapi/constants.js';
-import { decodeType1Info, type Type1Info } from './uapi/vfio.js';
+import { VFIO_EXTENSIONS, VFIO_TYPE1v2_IOMMU } from '../uapi/constants.js';
+import { decodeType1Info, type Type1Info } from '../uapi/vfio.js';
 
 export const CONTAINER_PATH = '/dev/vfio/vfio';
 const TYPE1_INFO_SIZE = 24;

@@ -43,7 +43,7 @@ export function cacheRoot(env: NodeJS.ProcessEnv = process.env): string {
 }
 
 export function assetPath(name: string): string {
-  return join(packageRoot(), 'scripts', 'vm', name);
+  return join(packageRoot(), 'src', 'vm', name);
 }
 
 let verbose = false;

@@ -6,7 +6,7 @@
  */
 import { readlinkSync } from 'node:fs';
 import { basename, join } from 'node:path';
-import { VfioError } from './errors.js';
+import { VfioError } from '../errors.js';
 
 export interface RegionQuirk {
   /** Region indexes whose read()/write() must not be used. */

@@ -2,8 +2,8 @@
  * One DMA-mapping interface over both backends — the type1 container and the
  * iommufd IOAS — so a driver written against it does not care which it got.
  */
-import { native, type NativeDmaBuffer } from './native.js';
-import { toU64 } from './resource.js';
+import { native, type NativeDmaBuffer } from '../native.js';
+import { toU64 } from '../resource.js';
 
 /** Page-aligned memory owned by native code, that a device may DMA to and from. */
 export type DmaBuffer = NativeDmaBuffer;

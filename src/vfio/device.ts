@@ -6,13 +6,13 @@
 import { fstatSync, readFileSync, realpathSync } from 'node:fs';
 import { basename } from 'node:path';
 import { markAsUntransferable } from 'node:worker_threads';
-import { VfioError } from './errors.js';
+import { VfioError } from '../errors.js';
 import { Interrupts } from './interrupts.js';
-import type { Hwpt, IommuFd, Ioas } from './iommufd.js';
-import { native, type NativeFd, type NativeMapping } from './native.js';
+import type { Hwpt, IommuFd, Ioas } from '../iommufd/iommufd.js';
+import { native, type NativeFd, type NativeMapping } from '../native.js';
 import { boundDriver, checkRegionAccess } from './quirks.js';
-import { holdDevice } from './registry.js';
-import { Resource, toU32, toU64, u64Arg } from './resource.js';
+import { holdDevice } from '../registry.js';
+import { Resource, toU32, toU64, u64Arg } from '../resource.js';
 import {
   VFIO_DEVICE_FEATURE_GET,
   VFIO_DEVICE_FEATURE_PROBE,
@@ -30,7 +30,7 @@ import {
   VFIO_REGION_INFO_FLAG_MMAP,
   VFIO_REGION_INFO_FLAG_READ,
   VFIO_REGION_INFO_FLAG_WRITE,
-} from './uapi/constants.js';
+} from '../uapi/constants.js';
 import {
   decodeDeviceFeature,
   decodeDeviceInfo,
@@ -47,9 +47,9 @@ import {
   type HotResetInfo,
   type IrqInfo,
   type RegionInfo,
-} from './uapi/vfio.js';
-import type { SparseMmapCap } from './uapi/caps.js';
-import { parsePciConfig, type PciConfig } from './pci/config.js';
+} from '../uapi/vfio.js';
+import type { SparseMmapCap } from '../uapi/caps.js';
+import { parsePciConfig, type PciConfig } from '../pci/config.js';
 
 /** Until a cdev is bound, GET_INFO cannot be asked. */
 const UNBOUND_INFO: DeviceInfo = { argsz: 0, flags: 0, flagNames: [], numRegions: 0, numIrqs: 0, capOffset: 0, caps: [], truncated: false };

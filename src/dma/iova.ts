@@ -9,9 +9,9 @@
  * in balanced trees over typed arrays: no object and no bigint per block, and
  * every operation walks O(log n) nodes. Bigints appear only at the API.
  */
-import { VfioError } from './errors.js';
-import type { IovaRange } from './dma.js';
-import { toU64 } from './resource.js';
+import { VfioError } from '../errors.js';
+import type { IovaRange } from './buffer.js';
+import { toU64 } from '../resource.js';
 
 const U64_END = 1n << 64n;
 /** Exclusive bound on unit counts: integers below it are exact in a double. */
