@@ -8,7 +8,8 @@
 import { describe, expect, it } from 'vitest';
 import { allocDmaBuffer, type DmaBuffer, type DmaMapOptions, type DmaSpace, type IovaRange } from '../../src/dma/buffer.js';
 import { DmaMapper, type DmaMapping } from '../../src/dma/mapper.js';
-import { IovaAllocator, treeStats } from '../../src/dma/iova.js';
+import { IovaAllocator } from '../../src/dma/iova.js';
+import { treeStats } from '../../src/dma/trees.js';
 import { rng } from './rng.js';
 
 const PAGE = 4096n;

@@ -4,7 +4,8 @@
  * model; and the B+tree it (and the DMA table) keeps its spans in.
  */
 import { describe, expect, it } from 'vitest';
-import { BTreeMap, FreeTree, IovaAllocator, NIL } from '../../src/dma/iova.js';
+import { IovaAllocator } from '../../src/dma/iova.js';
+import { BTreeMap, FreeTree, NIL } from '../../src/dma/trees.js';
 import { VfioError } from '../../src/errors.js';
 import { rng } from './rng.js';
 
