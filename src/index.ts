@@ -7,15 +7,13 @@ export { VfioError, ERR_VFIO_CLOSED, errnoName, errnoNumber, errnoMessage, type 
 export { hintFor, type HintContext } from './hints.js';
 export { Container, CONTAINER_PATH, type MapDmaOptions } from './vfio/container.js';
 export { Group } from './vfio/group.js';
+export { Region, MappedRegion, type MmapOptions } from './vfio/region.js';
 export {
   Device,
-  Region,
-  MappedRegion,
   GfxDmabuf,
   cdevDeviceName,
   type Backend,
   type IndexResult,
-  type MmapOptions,
   type SetIrqsOptions,
   type IrqAction,
   type GfxPlaneQueryOptions,

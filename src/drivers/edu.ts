@@ -6,7 +6,7 @@
  */
 import { readFileSync, readdirSync } from 'node:fs';
 import { join } from 'node:path';
-import type { MappedRegion } from '../vfio/device.js';
+import type { MappedRegion } from '../vfio/region.js';
 import { allocDmaBuffer } from '../dma/buffer.js';
 import { DmaMapper, type DmaMapperOptions, type DmaMapping } from '../dma/mapper.js';
 import { VfioError } from '../errors.js';

@@ -1,0 +1,229 @@
+/**
+ * A device region's two access paths: `Region`, bounds-checked pread/pwrite of
+ * exactly the width asked, and `MappedRegion`, an mmap'd view with
+ * width-exact volatile loads and stores, detached on unmap, close or reset.
+ */
+import { markAsUntransferable } from 'node:worker_threads';
+import { VfioError } from '../errors.js';
+import { native, type NativeMapping } from '../native.js';
+import { toU32, toU64, u64Arg } from '../resource.js';
+import { VFIO_REGION_INFO_FLAG_READ, VFIO_REGION_INFO_FLAG_WRITE } from '../uapi/constants.js';
+import type { RegionInfo } from '../uapi/vfio.js';
+import { checkRegionAccess } from './quirks.js';
+import type { Device } from './device.js';
+
+/** Options to map part of a region; offsets are relative to the region. */
+export interface MmapOptions {
+  /** Byte offset in the region (page-aligned). Default 0, or the sparse area's start. */
+  offset?: bigint | number;
+  /** Length in bytes. Default: the rest of the region (or of the sparse area). */
+  length?: bigint | number;
+  /** Map this sparse-mmap area (index into the SPARSE_MMAP capability's areas). */
+  area?: number;
+}
+
+/**
+ * An mmap'd piece of a region. `bytes` views the device memory directly; it is
+ * detached (length 0) once the view is unmapped or the device is closed or
+ * reset, so a stale reference reads nothing instead of faulting.
+ */
+export class MappedRegion {
+  readonly index: number;
+  /** Offset of the view within the region. */
+  readonly offset: bigint;
+  readonly length: bigint;
+  readonly #m: NativeMapping;
+  readonly #onUnmap: (m: MappedRegion) => void;
+  #bytes: Uint8Array | null = null;
+
+  /** @internal */
+  constructor(index: number, offset: bigint, length: bigint, m: NativeMapping, onUnmap: (m: MappedRegion) => void) {
+    this.index = index;
+    this.offset = offset;
+    this.length = length;
+    this.#m = m;
+    this.#onUnmap = onUnmap;
+    if (m.writable) markAsUntransferable(m.buffer);
+  }
+
+  get mapped(): boolean {
+    return this.#m.mapped;
+  }
+
+  get writable(): boolean {
+    return this.#m.writable;
+  }
+
+  /** The ArrayBuffer over the device memory (writable mappings only). */
+  get buffer(): ArrayBuffer {
+    return this.#m.buffer;
+  }
+
+  /** A byte view over the device memory (writable mappings only). */
+  get bytes(): Uint8Array {
+    if (!this.#m.mapped) throw VfioError.closed(`mapping of region ${this.index}`);
+    this.#bytes ??= new Uint8Array(this.#m.buffer);
+    return this.#bytes;
+  }
+
+  /** Copies `dst.length` bytes out of the mapping at `offset` (works on read-only mappings). */
+  readInto(offset: bigint | number, dst: Uint8Array): number {
+    return this.#m.readInto(toU64(offset, 'offset'), dst);
+  }
+
+  /** Copies `src` into the mapping at `offset`. */
+  writeFrom(offset: bigint | number, src: Uint8Array): number {
+    return this.#m.writeFrom(toU64(offset, 'offset'), src);
+  }
+
+  /**
+   * Width-exact, naturally aligned volatile accesses, for device registers:
+   * a DataView reads bytewise and memcpy picks its own widths, which MMIO
+   * registers (edu's, for one) answer differently or not at all.
+   */
+  read8(offset: bigint | number): number {
+    return this.#m.load(u64Arg(offset, 'offset'), 1);
+  }
+  read16(offset: bigint | number): number {
+    return this.#m.load(u64Arg(offset, 'offset'), 2);
+  }
+  read32(offset: bigint | number): number {
+    return this.#m.load(u64Arg(offset, 'offset'), 4);
+  }
+  read64(offset: bigint | number): bigint {
+    return this.#m.load(u64Arg(offset, 'offset'), 8);
+  }
+  write8(offset: bigint | number, value: number): void {
+    this.#m.store(u64Arg(offset, 'offset'), 1, value);
+  }
+  write16(offset: bigint | number, value: number): void {
+    this.#m.store(u64Arg(offset, 'offset'), 2, value);
+  }
+  write32(offset: bigint | number, value: number): void {
+    this.#m.store(u64Arg(offset, 'offset'), 4, value);
+  }
+  write64(offset: bigint | number, value: bigint): void {
+    this.#m.store(u64Arg(offset, 'offset'), 8, value);
+  }
+
+  /** Unmaps; the view is detached. Idempotent. */
+  unmap(): void {
+    if (!this.#m.mapped) return;
+    this.#m.unmap();
+    this.#bytes = null;
+    this.#onUnmap(this);
+  }
+
+  [Symbol.dispose](): void {
+    this.unmap();
+  }
+}
+
+/**
+ * Bounds-checked access to one region through pread/pwrite. Offsets are
+ * relative to the region; every access is checked against its size before any
+ * syscall (RangeError), and is exactly the width asked for.
+ */
+export class Region {
+  readonly info: RegionInfo;
+  readonly #dev: Device;
+  /** The region's offset and size as numbers when both are safe integers (the fast path), else -1. */
+  readonly #base: number;
+  readonly #size: number;
+
+  /** @internal */
+  constructor(dev: Device, info: RegionInfo) {
+    this.#dev = dev;
+    this.info = info;
+    const safe = info.offset + info.size <= BigInt(Number.MAX_SAFE_INTEGER);
+    this.#base = safe ? Number(info.offset) : -1;
+    this.#size = safe ? Number(info.size) : -1;
+  }
+
+  get index(): number {
+    return this.info.index;
+  }
+  get size(): bigint {
+    return this.info.size;
+  }
+
+  /** The device-fd offset of a `width`-byte access at `offset`, checked against the region. */
+  #at(offset: bigint | number, width: number, write: boolean): number | bigint {
+    const need = write ? VFIO_REGION_INFO_FLAG_WRITE : VFIO_REGION_INFO_FLAG_READ;
+    if ((this.info.flags & need) === 0) throw new VfioError({ code: 'EACCES', errno: 13, operation: `region ${this.info.name} ${write ? 'write' : 'read'}`, message: `region ${this.info.name} is not ${write ? 'writable' : 'readable'}` });
+    checkRegionAccess(this.#dev.driver, this.info.index);
+    // Fast path: plain numbers, no BigInt made (register accesses are hot).
+    if (typeof offset === 'number' && this.#base >= 0 && Number.isInteger(offset) && offset >= 0 && offset + width <= this.#size) return this.#base + offset;
+    const off = toU64(offset, 'offset');
+    if (off + BigInt(width) > this.info.size) {
+      throw new RangeError(`${width}-byte access at offset ${off} is outside region ${this.info.name} (size ${this.info.size})`);
+    }
+    return this.info.offset + off;
+  }
+
+  #read(offset: bigint | number, width: 1 | 2 | 4): number {
+    const at = this.#at(offset, width, false);
+    return native().regionRead(this.#dev.handle('region read'), at, width);
+  }
+
+  #write(offset: bigint | number, width: 1 | 2 | 4, value: number): void {
+    const limit = 2 ** (8 * width);
+    if (typeof value !== 'number' || !Number.isInteger(value) || value < 0 || value >= limit) {
+      throw new RangeError(`value must be an integer in 0..${limit - 1}, got ${String(value)}`);
+    }
+    const at = this.#at(offset, width, true);
+    this.#dev.beforeWrite(this.info.index, offset, width, (i) => (value >>> (8 * i)) & 0xff);
+    native().regionWrite(this.#dev.handle('region write'), at, width, value);
+  }
+
+  read8(offset: bigint | number): number {
+    return this.#read(offset, 1);
+  }
+  read16(offset: bigint | number): number {
+    return this.#read(offset, 2);
+  }
+  read32(offset: bigint | number): number {
+    return this.#read(offset, 4);
+  }
+  read64(offset: bigint | number): bigint {
+    const at = this.#at(offset, 8, false);
+    return native().regionRead(this.#dev.handle('region read'), at, 8);
+  }
+  write8(offset: bigint | number, value: number): void {
+    this.#write(offset, 1, value);
+  }
+  write16(offset: bigint | number, value: number): void {
+    this.#write(offset, 2, value);
+  }
+  write32(offset: bigint | number, value: number): void {
+    this.#write(offset, 4, value);
+  }
+  write64(offset: bigint | number, value: bigint): void {
+    if (typeof value !== 'bigint') throw new TypeError('a 64-bit value must be a bigint');
+    if (value < 0n || value > 0xffff_ffff_ffff_ffffn) throw new RangeError('value must fit in 64 bits');
+    const at = this.#at(offset, 8, true);
+    this.#dev.beforeWrite(this.info.index, offset, 8, (i) => Number((value >> BigInt(8 * i)) & 0xffn));
+    native().regionWrite(this.#dev.handle('region write'), at, 8, value);
+  }
+
+  /** Reads `dst.length` bytes at `offset` into `dst` (the kernel splits them as the driver does). */
+  readInto(offset: bigint | number, dst: Uint8Array): Uint8Array {
+    if (!(dst instanceof Uint8Array)) throw new TypeError('dst must be a Uint8Array or Buffer');
+    const at = this.#at(offset, dst.length, false);
+    if (dst.length) native().regionReadInto(this.#dev.handle('region read'), at, dst);
+    return dst;
+  }
+
+  /** Reads `length` bytes at `offset` into a new Buffer. */
+  read(offset: bigint | number, length: number): Buffer {
+    return this.readInto(offset, Buffer.alloc(toU32(length, 'length'))) as Buffer;
+  }
+
+  /** Writes all of `src` at `offset`. */
+  write(offset: bigint | number, src: Uint8Array): void {
+    if (!(src instanceof Uint8Array)) throw new TypeError('src must be a Uint8Array or Buffer');
+    const at = this.#at(offset, src.length, true);
+    this.#dev.beforeWrite(this.info.index, offset, src.length, (i) => src[i]!);
+    if (src.length) native().regionWriteFrom(this.#dev.handle('region write'), at, src);
+  }
+}
