@@ -134,31 +134,73 @@ function packageRoot(): string {
   return dir;
 }
 
-let addon: NativeAddon | undefined;
+/** One place the loader looked, and why it did not take it (null: loaded). */
+interface Attempt {
+  path: string;
+  error: string | null;
+}
 
-/** The addon, loaded once per environment (main thread or worker) and wired to VfioError. */
-export function native(): NativeAddon {
-  if (addon) return addon;
-  const root = packageRoot();
-  const candidates = [
-    // Relative to the working directory, as a user would mean it (require() would
-    // otherwise take a bare relative path for a package name).
-    process.env.VFIO_NATIVE_PATH ? resolve(process.env.VFIO_NATIVE_PATH) : undefined,
+/**
+ * Where the addon may be, in order: `VFIO_NATIVE_PATH` alone when set (it wins
+ * over everything), else this package's own builds (node-gyp, cmake-js), then
+ * the prebuilt binary for this platform that `node-gyp-build` picks from
+ * `prebuilds/` (the file `npm pack` ships).
+ */
+export function addonCandidates(root: string, env: NodeJS.ProcessEnv = process.env): string[] {
+  // Relative to the working directory, as a user would mean it (require() would
+  // otherwise take a bare relative path for a package name).
+  if (env.VFIO_NATIVE_PATH) return [resolve(env.VFIO_NATIVE_PATH)];
+  const paths = [
     join(root, 'build', 'Release', 'vfio.node'),
     join(root, 'build-cmake', 'Release', 'vfio.node'),
     join(root, 'build-cmake', 'vfio.node'),
     join(root, 'build', 'Debug', 'vfio.node'),
-  ].filter((p): p is string => !!p);
-  const path = candidates.find((p) => existsSync(p));
-  if (!path) {
-    throw new VfioError({
-      code: 'ERR_VFIO_NO_ADDON',
-      message: `ERR_VFIO_NO_ADDON: the native addon is not built (looked in ${candidates.join(', ')})`,
-      hint: 'run `npm run build:native` (needs python3, make and g++), or reinstall the package',
-    });
+  ];
+  try {
+    const gypBuild = createRequire(import.meta.url)('node-gyp-build') as { path(dir: string): string };
+    paths.push(gypBuild.path(root));
+  } catch {
+    paths.push(join(root, 'prebuilds', `${process.platform}-${process.arch}`, '*.node'));
   }
-  const loaded = createRequire(import.meta.url)(path) as NativeAddon;
-  loaded.initialize(VfioError);
-  addon = loaded;
-  return loaded;
+  return [...new Set(paths)];
+}
+
+let addon: NativeAddon | undefined;
+
+/**
+ * The addon, loaded once per environment (main thread or worker) and wired to
+ * VfioError. A candidate that exists but does not load (a corrupt file, a
+ * binary for another platform) is passed over for the next one; when none
+ * loads, ERR_VFIO_NO_ADDON lists every place and what went wrong there.
+ */
+export function native(): NativeAddon {
+  if (addon) return addon;
+  const root = packageRoot();
+  const load = createRequire(import.meta.url);
+  const tried: Attempt[] = [];
+  for (const path of addonCandidates(root)) {
+    if (!existsSync(path)) {
+      tried.push({ path, error: 'not found' });
+      continue;
+    }
+    let loaded: NativeAddon;
+    try {
+      loaded = load(path) as NativeAddon;
+      if (typeof loaded.initialize !== 'function' || typeof loaded.layouts !== 'function') throw new Error('not the vfio addon (no initialize/layouts exports)');
+    } catch (e) {
+      tried.push({ path, error: String((e as Error).message ?? e).split('\n')[0]! });
+      continue;
+    }
+    loaded.initialize(VfioError);
+    addon = loaded;
+    return loaded;
+  }
+  const viaEnv = !!process.env.VFIO_NATIVE_PATH;
+  throw new VfioError({
+    code: 'ERR_VFIO_NO_ADDON',
+    message: `ERR_VFIO_NO_ADDON: no loadable native addon for ${process.platform}-${process.arch}; tried:\n${tried.map((t) => `  ${t.path}: ${t.error}`).join('\n')}`,
+    hint: viaEnv
+      ? 'VFIO_NATIVE_PATH names the addon to load: point it at a built vfio.node, or unset it to use the package\'s own'
+      : `rebuild it from the shipped sources with \`npm rebuild vfio\` (needs python3, make and g++; Debian: apt-get install python3 make g++), or set VFIO_NATIVE_PATH to a built vfio.node`,
+  });
 }

@@ -4,10 +4,12 @@
  * eventfds, and fd hygiene.
  */
 import { spawnSync } from 'node:child_process';
-import { readdirSync, readlinkSync } from 'node:fs';
+import { mkdirSync, mkdtempSync, readdirSync, readlinkSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join, resolve } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { VfioError } from '../../src/errors.js';
-import { native } from '../../src/native.js';
+import { addonCandidates, native } from '../../src/native.js';
 import { LAYOUTS } from '../../src/uapi/layouts.js';
 
 const n = native();
@@ -195,10 +197,50 @@ describe('fds', () => {
 
 describe('the loader', () => {
   it('takes a relative VFIO_NATIVE_PATH against the working directory, and names a missing one', () => {
-    const script = "import('./src/native.ts').then((m) => { m.native(); console.log('loaded'); }, (e) => { console.log(e.code); })";
+    const script = "import('./src/native.ts').then((m) => { m.native(); console.log('loaded'); }).catch((e) => { console.log(e.code); })";
     const run = (path: string): string =>
       spawnSync(process.execPath, ['--import', 'tsx', '-e', script], { cwd: process.cwd(), env: { ...process.env, VFIO_NATIVE_PATH: path }, encoding: 'utf8' }).stdout.trim();
     expect(run('build/Release/vfio.node')).toBe('loaded');
     expect(run('./build/Release/vfio.node')).toBe('loaded');
+    expect(run('no/such/vfio.node')).toBe('ERR_VFIO_NO_ADDON');
+  });
+
+  const loadError = (env: Record<string, string>): { code: string; message: string; hint: string } => {
+    const script = "import('./src/native.ts').then((m) => { m.native(); console.log('{}'); }).catch((e) => { console.log(JSON.stringify({ code: e.code, message: e.message, hint: e.hint })); })";
+    const r = spawnSync(process.execPath, ['--import', 'tsx', '-e', script], { cwd: process.cwd(), env: { ...process.env, ...env }, encoding: 'utf8' });
+    expect(r.signal).toBeNull();
+    return JSON.parse(r.stdout.trim()) as { code: string; message: string; hint: string };
+  };
+
+  it('refuses a missing or corrupt VFIO_NATIVE_PATH with the path, the reason and the fix, never a crash', () => {
+    const dir = mkdtempSync(join(tmpdir(), 'vfio-loader-'));
+    try {
+      const missing = loadError({ VFIO_NATIVE_PATH: join(dir, 'absent.node') });
+      expect(missing.code).toBe('ERR_VFIO_NO_ADDON');
+      expect(missing.message).toContain(`${join(dir, 'absent.node')}: not found`);
+      expect(missing.hint).toMatch(/VFIO_NATIVE_PATH/);
+      const corrupt = join(dir, 'corrupt.node');
+      writeFileSync(corrupt, Buffer.alloc(4096, 0x5a));
+      const bad = loadError({ VFIO_NATIVE_PATH: corrupt });
+      expect(bad.code).toBe('ERR_VFIO_NO_ADDON');
+      expect(bad.message).toMatch(new RegExp(`${corrupt}: .*(ELF|too short|invalid)`));
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
+  });
+
+  it('looks at VFIO_NATIVE_PATH alone when set, else the local builds, then the prebuild node-gyp-build picks', () => {
+    const dir = mkdtempSync(join(tmpdir(), 'vfio-loader-'));
+    try {
+      expect(addonCandidates(dir, { VFIO_NATIVE_PATH: 'x/vfio.node' })).toEqual([resolve('x/vfio.node')]);
+      mkdirSync(join(dir, 'prebuilds', `linux-${process.arch}`), { recursive: true });
+      writeFileSync(join(dir, 'prebuilds', `linux-${process.arch}`, 'node.napi.node'), '');
+      writeFileSync(join(dir, 'package.json'), '{"name":"vfio"}');
+      const c = addonCandidates(dir, {});
+      expect(c.slice(0, 2)).toEqual([join(dir, 'build', 'Release', 'vfio.node'), join(dir, 'build-cmake', 'Release', 'vfio.node')]);
+      expect(c.at(-1)).toBe(join(dir, 'prebuilds', `linux-${process.arch}`, 'node.napi.node'));
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
   });
 });
