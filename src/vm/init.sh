@@ -3,8 +3,9 @@
 #
 # 1. mounts /proc, /sys, /dev and loads the mdev sample modules;
 # 2. binds QEMU's edu device (1234:11e8) to vfio-pci;
-# 3. mounts the host root read-only (9p tag "hostroot") at /host and the
-#    shared directory read-write (tag "share") at its own absolute path in it;
+# 3. mounts the host root (9p tag "hostroot", read-only) at /host as a
+#    copy-on-write snapshot (overlayfs with a tmpfs upper layer), and the shared
+#    directory read-write (tag "share") at its own absolute path in it;
 # 4. runs /vm/cmd.sh (written per run by the host) chrooted into /host, with
 #    stdout and stderr on the virtio ports vfio.stdout / vfio.stderr;
 # 5. writes "exit=<status>" to vfio.status, syncs and powers off.
@@ -71,8 +72,13 @@ done
 
 # --- filesystems -------------------------------------------------------------
 OPTS=trans=virtio,version=9p2000.L,msize=512000
-mkdir -p /host
-mount -t 9p -o "$OPTS,ro,cache=loose" hostroot /host || bed_error "cannot mount the host root over 9p"
+# The host root, read-only over 9p, under a tmpfs upper layer: a copy-on-write
+# snapshot that the command may change freely without touching the host.
+mkdir -p /lower /cow /host
+mount -t 9p -o "$OPTS,ro,cache=loose" hostroot /lower || bed_error "cannot mount the host root over 9p"
+mount -t tmpfs -o mode=755 tmpfs /cow || bed_error "mount the snapshot's tmpfs"
+mkdir -p /cow/upper /cow/work
+mount -t overlay -o lowerdir=/lower,upperdir=/cow/upper,workdir=/cow/work overlay /host || bed_error "cannot mount the copy-on-write host root (overlayfs)"
 mount -t proc proc /host/proc || bed_error "mount /host/proc"
 mount -t sysfs sysfs /host/sys || bed_error "mount /host/sys"
 mount -t devtmpfs devtmpfs /host/dev || bed_error "mount /host/dev"

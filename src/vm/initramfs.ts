@@ -58,7 +58,12 @@ export interface GuestCommand {
 
 export function commandScript(cmd: GuestCommand): string {
   if (cmd.argv.length === 0) throw new VmError('no command given');
-  return `${shExports(cmd.env)}cd ${shJoin([cmd.cwd])} || exit 126\nexec ${shJoin(cmd.argv)}\n`;
+  const name = shJoin([cmd.argv[0]!]);
+  return (
+    `${shExports(cmd.env)}cd ${shJoin([cmd.cwd])} || exit 126\n` +
+    `command -v ${name} >/dev/null 2>&1 || { echo "vfio-vm: "${name}": command not found in the guest (PATH=$PATH)" >&2; exit 127; }\n` +
+    `exec ${shJoin(cmd.argv)}\n`
+  );
 }
 
 /** The per-run part, appended after the base archive: /vm/env and /vm/cmd.sh. */

@@ -3,16 +3,17 @@
  * `vfio-vm` and checks what comes back (exit status, bytes, failures).
  */
 import { spawnSync } from 'node:child_process';
-import { existsSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { packageRoot } from '../../src/vm/common.js';
 
 const root = packageRoot();
-function vm(args: string[], env: Record<string, string> = {}) {
+function vm(args: string[], env: Record<string, string> = {}, cwd = root) {
   const started = Date.now();
   const r = spawnSync(process.execPath, ['--import', 'tsx', join(root, 'src/cli/vfio-vm.ts'), ...args], {
-    cwd: root,
+    cwd,
     env: { ...process.env, ...env },
     maxBuffer: 64 * 1024 * 1024,
   });
@@ -35,23 +36,41 @@ describe('vfio-vm', () => {
         'printf err >&2',
         'id -u >&2; pwd >&2; echo "$GREETING $VFIO_VM_GUEST" >&2',
         'echo written > "$0/from-guest"',
-        'touch /usr/vfio-bed-probe 2>/dev/null && echo host-root-writable >&2 || echo host-root-read-only >&2',
+        // The host root is a copy-on-write snapshot: writable and deletable in the guest, untouched on the host.
+        'touch /usr/vfio-bed-probe && test -e /usr/vfio-bed-probe && echo snapshot-writable >&2',
+        'rm /etc/debian_version && test ! -e /etc/debian_version && echo snapshot-deletable >&2',
         'exit 7',
       ].join('; ');
       const r = vm(['-e', 'GREETING=hello world', 'sh', '-c', script, dir]);
       expect(r.status).toBe(7);
       expect(Buffer.compare(r.stdout, all)).toBe(0);
-      expect(r.guestStderr.split('\n')).toEqual(['err0', root, 'hello world 1', 'host-root-read-only', '']);
+      expect(r.guestStderr.split('\n')).toEqual(['err0', root, 'hello world 1', 'snapshot-writable', 'snapshot-deletable', '']);
       expect(readFileSync(join(dir, 'from-guest'), 'utf8')).toBe('written\n');
       expect(existsSync('/usr/vfio-bed-probe')).toBe(false);
+      expect(existsSync('/etc/debian_version')).toBe(true);
     } finally {
       rmSync(dir, { recursive: true, force: true });
     }
   });
 
-  it('exits 127 for a command the guest does not have', () => {
+  it('exits 127 for a command the guest does not have, and says so', () => {
     const r = vm(['no-such-command-in-the-guest']);
     expect(r.status).toBe(127);
+    expect(r.guestStderr).toContain('vfio-vm: no-such-command-in-the-guest: command not found in the guest');
+  });
+
+  it('shares a project whose path has spaces at its own path, from a subdirectory', () => {
+    const project = mkdtempSync(join(tmpdir(), 'vfio bed project '));
+    try {
+      writeFileSync(join(project, 'package.json'), '{"name":"bed-project","private":true}\n');
+      mkdirSync(join(project, 'sub dir'));
+      const r = vm(['sh', '-c', 'pwd; echo from-guest > "../guest file"; ls ..'], {}, join(project, 'sub dir'));
+      expect(r.status, r.stderr).toBe(0);
+      expect(r.stdout.toString('utf8')).toBe(`${join(project, 'sub dir')}\nguest file\npackage.json\nsub dir\n`);
+      expect(readFileSync(join(project, 'guest file'), 'utf8')).toBe('from-guest\n');
+    } finally {
+      rmSync(project, { recursive: true, force: true });
+    }
   });
 
   it('ends a panicking guest with 125, the panic line, the console tail and the log path', () => {

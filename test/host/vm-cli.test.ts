@@ -1,5 +1,5 @@
 import { spawnSync } from 'node:child_process';
-import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { chmodSync, mkdtempSync, readFileSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
@@ -9,6 +9,7 @@ import { kernelCmdline, qemuArgs, type MachineSpec } from '../../src/vm/qemu.js'
 import { judgeReport } from '../../scripts/test.js';
 import { ensureRequirements } from '../../src/vm/deps.js';
 import { guestEnv, parseArgs } from '../../src/cli/vfio-vm.js';
+import { runInVm } from '../../src/vm/run.js';
 
 const spec: MachineSpec = {
   accel: 'tcg',
@@ -129,6 +130,47 @@ describe('the vfio-vm command', () => {
     const h = vm(['--help']);
     expect(h.status).toBe(0);
     expect(h.stdout).toContain('usage: vfio-vm');
+  });
+
+  it('documents every option it parses and every VFIO_VM_* variable it reads in --help', () => {
+    const help = vm(['--help']).stdout;
+    for (const opt of ['-e, --env', '-s, --share', '-t, --timeout', '-v, --verbose', '--build-kernel', '-h, --help']) expect(help).toContain(opt);
+    const sources = ['src/vm/run.ts', 'src/vm/kernel.ts', 'src/vm/qemu.ts', 'src/vm/common.ts', 'src/cli/vfio-vm.ts'].map((f) => readFileSync(join(packageRoot(), f), 'utf8')).join('\n');
+    const read = new Set([...sources.matchAll(/\benv\.(VFIO_VM_[A-Z_]+)/g)].map((m) => m[1]!));
+    expect(read.size).toBeGreaterThan(5);
+    for (const v of read) expect(help, v).toContain(v);
+  });
+
+  it('exits 2 with the problem and the usage for an unknown option or a share that does not exist', () => {
+    const bad = vm(['--no-such-flag', 'true']);
+    expect(bad.status).toBe(2);
+    expect(bad.stderr).toContain('unknown option --no-such-flag');
+    expect(bad.stderr).toContain('usage: vfio-vm');
+    const share = vm(['-s', '/nonexistent/project', 'true']);
+    expect(share.status).toBe(2);
+    expect(share.stderr).toContain('share /nonexistent/project: no such directory');
+  });
+
+  it('as a user who is not root and has no QEMU, exits 125 naming the package and the command that installs it', () => {
+    const bin = mkdtempSync(join(tmpdir(), 'vfio-nobody-'));
+    try {
+      symlinkSync(process.execPath, join(bin, 'node'));
+      chmodSync(bin, 0o755);
+      const r = spawnSync('/usr/bin/setpriv', ['--reuid=65534', '--regid=65534', '--clear-groups', process.execPath, '--import', 'tsx', join(packageRoot(), 'src/cli/vfio-vm.ts'), 'true'], {
+        encoding: 'utf8',
+        cwd: packageRoot(),
+        env: { PATH: bin, HOME: '/nonexistent', TSX_TSCONFIG_PATH: join(packageRoot(), 'tsconfig.json') },
+      });
+      expect(r.status, r.stderr).toBe(125);
+      expect(r.stderr).toContain('missing qemu-system-x86_64');
+      expect(r.stderr).toMatch(/sudo sh -c 'apt-get update && apt-get install -y --no-install-recommends .*qemu-system-x86/);
+    } finally {
+      rmSync(bin, { recursive: true, force: true });
+    }
+  });
+
+  it('refuses an empty command through the API with a usage error', async () => {
+    await expect(runInVm([])).rejects.toMatchObject({ name: 'VmError', exitCode: 2 });
   });
 });
 
