@@ -12,7 +12,7 @@
  */
 import { constants } from 'node:os';
 import { setTimeout as sleep } from 'node:timers/promises';
-import { v4 as uuidv4 } from 'uuid';
+import { randomUUID } from 'node:crypto';
 import { VfioError } from '../errors.js';
 import { heldCount } from '../registry.js';
 import { SysRoot, describeDevice, processesHolding, vfioNodes, type VfioNodes } from './sysfs.js';
@@ -221,7 +221,7 @@ export class MdevBus {
    */
   async create(type: string, options: CreateOptions = {}): Promise<Mdev> {
     const operation = 'mdev create';
-    const uuid = options.uuid === undefined ? uuidv4() : parseUuid(options.uuid, operation);
+    const uuid = options.uuid === undefined ? randomUUID() : parseUuid(options.uuid, operation);
     const t = this.#findType(type, options.parent, operation);
     const create = `${t.path}/create`;
     try {
