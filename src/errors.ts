@@ -7,9 +7,14 @@ import { constants } from 'node:os';
 import { getSystemErrorMap } from 'node:util';
 import { hintFor } from './hints.js';
 
-/** Thrown by every method of an object after its `close()`. */
+/**
+ * The `code` of the {@link VfioError} that every method of a handle
+ * ({@link Container}, {@link Group}, {@link Device}, {@link IommuFd}, …)
+ * throws once the handle is closed. Its `errno` is EBADF.
+ */
 export const ERR_VFIO_CLOSED = 'ERR_VFIO_CLOSED';
 
+/** What {@link VfioError}'s constructor takes; every member is optional. */
 export interface VfioErrorInit {
   /** An errno, positive (kernel style) or negative (Node style); stored negative as Node does. */
   errno?: number;
@@ -25,6 +30,7 @@ export interface VfioErrorInit {
   hint?: string;
   /** Overrides the generated message. */
   message?: string;
+  /** The underlying error, kept as the standard `Error.cause`. */
   cause?: unknown;
 }
 
@@ -42,12 +48,23 @@ const errnoNames = new Map<number, string>([
 ]);
 let systemErrors: Map<number, [string, string]> | undefined;
 
-/** The errno name for a positive or negative errno ('EBUSY'), or `E<n>` when unknown. */
+/**
+ * The symbolic name of an errno, as Node and the kernel spell it.
+ *
+ * @param errno - positive (kernel style) or negative (Node style); 16 and -16 are both EBUSY
+ * @returns `'EBUSY'`, …; Linux names libuv does not know (`EUSERS`, `ENOTSUPP`, …)
+ *   are included; an unknown number gives `E<n>`
+ */
 export function errnoName(errno: number): string {
   return errnoNames.get(Math.abs(errno)) ?? `E${Math.abs(errno)}`;
 }
 
-/** The positive errno for a name ('EBUSY' → 16), or undefined. */
+/**
+ * The inverse of {@link errnoName}.
+ *
+ * @param code - an errno name such as `'EBUSY'`
+ * @returns the positive errno (`'EBUSY'` → 16), or undefined for a name that is not an errno
+ */
 export function errnoNumber(code: string): number | undefined {
   const known = (constants.errno as Record<string, number>)[code];
   if (known !== undefined) return known;
@@ -55,22 +72,62 @@ export function errnoNumber(code: string): number | undefined {
   return extra ? Number(extra[0]) : undefined;
 }
 
-/** strerror-like text, as Node prints it ('device or resource busy'). */
+/**
+ * The strerror-like text of an errno, as Node prints it.
+ *
+ * @param errno - positive or negative
+ * @returns `'device or resource busy'` for EBUSY, …; `'error <n>'` when unknown
+ */
 export function errnoMessage(errno: number): string {
   systemErrors ??= getSystemErrorMap();
   return systemErrors.get(-Math.abs(errno))?.[1] ?? LINUX_ERRNOS[Math.abs(errno)]?.[1] ?? `error ${Math.abs(errno)}`;
 }
 
+/**
+ * The error this package throws for every failed system call and for
+ * malformed kernel data, shaped like Node's own `SystemError`: `code`,
+ * negative `errno`, `syscall` and `path`, plus the VFIO/iommufd `operation`
+ * that failed and, where the fix is known, a `hint`. The native addon throws
+ * real instances of this class, so `instanceof VfioError` holds for errors
+ * from every layer.
+ *
+ * Bad arguments are reported as `TypeError`/`RangeError` instead, before any
+ * system call is made.
+ *
+ * @example
+ * ```ts
+ * try {
+ *   group.openDevice('0000:00:03.0');
+ * } catch (e) {
+ *   if (e instanceof VfioError && e.code === 'EINVAL') console.error(e.hint);
+ * }
+ * ```
+ */
 export class VfioError extends Error {
   /** 'EBUSY', 'ENOENT', … or a Node-style 'ERR_VFIO_*' code. */
   readonly code: string;
   /** Negative, as in Node's SystemError (-16 for EBUSY); 0 when no errno applies. */
   readonly errno: number;
+  /** The system call that failed ('ioctl', 'open', 'mmap', 'write', …), if one did. */
   readonly syscall: string | undefined;
+  /** The VFIO/iommufd/mdev operation that failed ('VFIO_GROUP_SET_CONTAINER', 'IOMMU_IOAS_MAP', 'mdev create', …). */
   readonly operation: string | undefined;
+  /** The file involved: a device node ('/dev/vfio/12'), a sysfs attribute, … */
   readonly path: string | undefined;
+  /**
+   * A known fix for this failure (permissions, RLIMIT_MEMLOCK, a missing
+   * module, the order of calls, a kernel quirk), from {@link hintFor} unless
+   * given; undefined when none is known. Not part of `message`.
+   */
   readonly hint: string | undefined;
 
+  /**
+   * Builds the error. The message is generated from the code, the errno's
+   * text, the syscall, operation and path unless `init.message` is given,
+   * and the hint is looked up with {@link hintFor} unless `init.hint` is given.
+   *
+   * @param init - errno and/or code, and what failed
+   */
   constructor(init: VfioErrorInit) {
     const errno = init.errno ? -Math.abs(init.errno) : 0;
     const code = init.code ?? (errno ? errnoName(errno) : 'ERR_VFIO');
@@ -92,7 +149,15 @@ export class VfioError extends Error {
     this.hint = hint;
   }
 
-  /** Wraps an fs/child-process error (a Node SystemError) with the operation that failed. */
+  /**
+   * Wraps an error from Node (an fs or child-process `SystemError`) as a
+   * VfioError naming the operation that failed; the original becomes `cause`.
+   * A VfioError is returned as it is; an error without an errno or code gets
+   * the code `'ERR_VFIO'`.
+   *
+   * @param err - what was caught
+   * @param init - the operation, and a syscall, path or hint to use instead of the original's
+   */
   static from(err: unknown, init: Omit<VfioErrorInit, 'errno' | 'code'> = {}): VfioError {
     if (err instanceof VfioError) return err;
     const e = err as NodeJS.ErrnoException;
@@ -113,7 +178,13 @@ export class VfioError extends Error {
     return new VfioError({ code: 'ERR_VFIO', message: String((err as Error)?.message ?? err), ...init, cause: err });
   }
 
-  /** The error every use of a closed object throws. */
+  /**
+   * The error every use of a closed object throws: code
+   * {@link ERR_VFIO_CLOSED}, errno EBADF.
+   *
+   * @param what - the object and the operation tried, for the message
+   * @param path - the object's device node, if it has one
+   */
   static closed(what: string, path?: string): VfioError {
     return new VfioError({
       code: ERR_VFIO_CLOSED,

@@ -3,10 +3,15 @@
  * seam only reports errno, syscall, operation and path.
  */
 
+/** The failure {@link hintFor} looks up: the same fields as a {@link VfioError}'s. */
 export interface HintContext {
+  /** The error code: an errno name ('EBUSY') or an 'ERR_VFIO_*' code. */
   code: string;
+  /** The system call that failed ('open', 'ioctl', …). */
   syscall?: string | undefined;
+  /** The VFIO/iommufd/mdev operation ('VFIO_IOMMU_MAP_DMA', 'mdev create', …). */
   operation?: string | undefined;
+  /** The file involved ('/dev/vfio/12', a sysfs attribute, …). */
   path?: string | undefined;
 }
 
@@ -150,7 +155,15 @@ const RULES: HintRule[] = [
   },
 ];
 
-/** The hint for a failure, or undefined when none is known. */
+/**
+ * The known fix for a failure: permissions on `/dev/vfio` and `/dev/iommu`,
+ * missing modules, the order of group/container and cdev/iommufd calls,
+ * RLIMIT_MEMLOCK and the type1 mapping limit, mdev resource limits, and the
+ * kernel's sample drivers' quirks. {@link VfioError} fills its `hint` from this.
+ *
+ * @param c - the code, syscall, operation and path of the failure
+ * @returns one sentence naming the fix, or undefined when none is known
+ */
 export function hintFor(c: HintContext): string | undefined {
   for (const r of RULES) if (r.when(c)) return typeof r.hint === 'string' ? r.hint : r.hint(c);
   return undefined;

@@ -9,7 +9,11 @@ const held = new Map<string, number>();
 
 const norm = (name: string): string => name.toLowerCase();
 
-/** Records one more open handle on `name`; returns the function that releases it (idempotent). */
+/**
+ * Records one more open handle on `name`; returns the function that releases it (idempotent).
+ *
+ * @internal
+ */
 export function holdDevice(name: string): () => void {
   const key = norm(name);
   held.set(key, (held.get(key) ?? 0) + 1);
@@ -23,7 +27,14 @@ export function holdDevice(name: string): () => void {
   };
 }
 
-/** How many open handles this process holds on `name` through the library. */
+/**
+ * How many device handles this process holds open through this package on one
+ * device. {@link MdevBus.remove} refuses (EBUSY) to remove an mdev while this
+ * is not zero, since the kernel would block the remove until they close.
+ *
+ * @param name - the device's sysfs name: an mdev UUID (any case) or a PCI address
+ * @returns the number of open {@link Device}s (0 when none)
+ */
 export function heldCount(name: string): number {
   return held.get(norm(name)) ?? 0;
 }

@@ -5,6 +5,11 @@
  */
 import { VfioError } from './errors.js';
 
+/**
+ * The base of every handle that owns an fd or native memory.
+ *
+ * @internal
+ */
 export abstract class Resource {
   #closed = false;
   readonly #dependents = new Set<Resource>();
@@ -15,6 +20,7 @@ export abstract class Resource {
   /** Releases this object's own fds and memory; called once, after its dependents closed. */
   protected abstract release(): void;
 
+  /** Whether `close()` has been called; every other method then throws {@link ERR_VFIO_CLOSED}. */
   get closed(): boolean {
     return this.#closed;
   }
@@ -33,11 +39,18 @@ export abstract class Resource {
     this.#dependents.add(child);
   }
 
+  /** The objects that close before this one (adopted children), in adoption order. */
   protected dependents(): Resource[] {
     return [...this.#dependents];
   }
 
-  /** Closes the dependents, then this object. Idempotent. */
+  /**
+   * Closes what depends on this object first (devices before groups before
+   * containers; devices before IOAS before iommufd), then releases this
+   * object's own fds and memory. Idempotent: a second call does nothing.
+   *
+   * @throws the first error a dependent's or this object's release threw, after everything was closed
+   */
   close(): void {
     if (this.#closed) return;
     this.#closed = true;
@@ -60,10 +73,12 @@ export abstract class Resource {
     if (first !== undefined) throw first;
   }
 
+  /** Same as `close()`, for `using`. */
   [Symbol.dispose](): void {
     this.close();
   }
 
+  /** Same as `close()`, for `await using`. */
   async [Symbol.asyncDispose](): Promise<void> {
     this.close();
   }

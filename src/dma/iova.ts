@@ -23,6 +23,7 @@ const EEXIST = 17;
 const ENOENT = 2;
 const ENOSPC = 28;
 
+/** Options of the {@link IovaAllocator} constructor; addresses and sizes are in bytes. */
 export interface IovaAllocatorOptions {
   /** Every allocation's size and address is a multiple of this (a power of two; default 4096). */
   alignment?: bigint | number;
@@ -55,6 +56,7 @@ function err(code: 'EINVAL' | 'EEXIST' | 'ENOENT' | 'ENOSPC', message: string, o
  * space above 2^53 × alignment is not used (ranges are clipped there).
  */
 export class IovaAllocator {
+  /** Every allocation's address and size is a multiple of this many bytes. */
   readonly alignment: bigint;
   /** The usable space after clipping to [min, limit), as inclusive ranges. */
   readonly ranges: readonly IovaRange[];
@@ -69,6 +71,13 @@ export class IovaAllocator {
   readonly #used = new BTreeMap();
   #freeUnits = 0;
 
+  /**
+   * @param ranges - the usable inclusive ranges, as {@link DmaSpace.iovaRanges}
+   *   reports them; they are clipped to `[min, limit)` and to whole aligned
+   *   units, and overlapping ones are merged
+   * @param options - alignment, and the bounds `min` and `limit`
+   * @throws RangeError for an alignment that is not a power of two, or a range that ends before it starts
+   */
   constructor(ranges: readonly IovaRange[], options: IovaAllocatorOptions = {}) {
     const alignment = toU64(options.alignment ?? 4096n, 'alignment');
     if (!isPow2(alignment)) throw new RangeError(`alignment must be a power of two, got ${alignment}`);
@@ -124,12 +133,12 @@ export class IovaAllocator {
     return u < UNIT_END_BIG ? Number(u) : Infinity;
   }
 
-  /** Bytes still free. */
+  /** Bytes still free, over all free blocks. */
   get freeBytes(): bigint {
     return this.#bytes(this.#freeUnits);
   }
 
-  /** The largest free block's size. */
+  /** The largest free block's size in bytes: the largest `alloc()` that can succeed. */
   get largestFree(): bigint {
     return this.#bytes(this.#free.longest());
   }
@@ -139,7 +148,7 @@ export class IovaAllocator {
     return this.#used.size;
   }
 
-  /** The free blocks, as inclusive ranges. */
+  /** The free blocks, as inclusive ranges in ascending order (O(n)). */
   freeRanges(): IovaRange[] {
     const out: IovaRange[] = [];
     const f = this.#free;
@@ -147,8 +156,13 @@ export class IovaAllocator {
     return out;
   }
 
-  /** The allocations (and reservations), sorted by address. */
-  allocations(): { iova: bigint; size: bigint }[] {
+  /** The allocations (and reservations), sorted by address (O(n)). */
+  allocations(): {
+    /** The first IOVA of the allocation. */
+    iova: bigint;
+    /** Its size in bytes. */
+    size: bigint;
+  }[] {
     const out: { iova: bigint; size: bigint }[] = [];
     this.#used.forEach((start, end) => out.push({ iova: this.#bytes(start), size: this.#bytes(end - start) }));
     return out;
@@ -169,8 +183,16 @@ export class IovaAllocator {
   }
 
   /**
-   * The lowest free address of `size` bytes aligned to `align` (default: the
-   * allocator's alignment). ENOSPC when nothing fits.
+   * Allocates the lowest free address of `size` bytes aligned to `align`
+   * (default: the allocator's alignment).
+   *
+   * @param size - bytes, a non-zero multiple of the alignment
+   * @param options - `align`: a power of two at least the allocator's alignment
+   * @returns the IOVA
+   * @throws {@link VfioError} EINVAL for a size of 0 or not a multiple of the
+   *   alignment; ENOSPC when no free block fits (the message gives the free
+   *   bytes and the largest block; see the hint)
+   * @throws RangeError for a bad `align`
    */
   alloc(size: bigint | number, options: { align?: bigint | number } = {}): bigint {
     const n = toU64(size, 'size');
@@ -205,7 +227,12 @@ export class IovaAllocator {
     return start;
   }
 
-  /** Claims [iova, iova+size): EINVAL if unaligned or outside the ranges, EEXIST if any of it is taken. */
+  /**
+   * Claims `[iova, iova + size)`, e.g. an IOVA the kernel chose or a fixed one.
+   *
+   * @throws {@link VfioError} EINVAL when unaligned, empty or outside the usable
+   *   ranges; EEXIST when any of it is allocated already
+   */
   reserve(iova: bigint | number, size: bigint | number): void {
     const start = toU64(iova, 'iova');
     const n = toU64(size, 'size');
@@ -245,7 +272,12 @@ export class IovaAllocator {
     return false;
   }
 
-  /** Gives back the allocation starting at `iova`; returns its size. ENOENT if there is none. */
+  /**
+   * Gives back the allocation starting at `iova`, merging it with its free neighbours.
+   *
+   * @returns its size in bytes
+   * @throws {@link VfioError} ENOENT when no allocation starts at `iova`
+   */
   free(iova: bigint | number): bigint {
     const start = toU64(iova, 'iova');
     const u = start % this.alignment === 0n ? this.#units(start) : NaN;
@@ -261,14 +293,19 @@ export class IovaAllocator {
     return end - start;
   }
 
-  /** Frees every allocation. */
+  /** Frees every allocation and reservation. */
   reset(): void {
     this.#used.clear();
     this.#fillFree();
   }
 
-  /** The allocation containing `iova`, if any. */
-  find(iova: bigint): { iova: bigint; size: bigint } | undefined {
+  /** The allocation containing `iova` (anywhere inside it), or undefined. */
+  find(iova: bigint): {
+    /** The first IOVA of the allocation. */
+    iova: bigint;
+    /** Its size in bytes. */
+    size: bigint;
+  } | undefined {
     const at = toU64(iova, 'iova');
     const q = this.#units(at);
     const u = this.#used;

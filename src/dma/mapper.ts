@@ -30,19 +30,25 @@ const EOPNOTSUPP = 95;
 
 const hex = (v: bigint): string => `0x${v.toString(16)}`;
 
-/** One mapping in a DmaMapper's table. */
+/** One mapping in a {@link DmaMapper}'s table, as {@link DmaMapper.map} returns it (a frozen snapshot). */
 export interface DmaMapping {
+  /** The IOVA at which the device sees the mapping's first byte. */
   readonly iova: bigint;
+  /** The mapping's length in bytes. */
   readonly size: bigint;
+  /** The buffer mapped; it cannot be freed while mapped. */
   readonly buffer: DmaBuffer;
   /** Where in the buffer the mapping starts. */
   readonly offset: bigint;
+  /** Whether the device may read the memory. */
   readonly read: boolean;
+  /** Whether the device may write the memory. */
   readonly write: boolean;
   /** 'allocated' by the mapper's IOVA allocator, 'kernel'-chosen (iommufd), or 'fixed' by the caller. */
   readonly placement: 'allocated' | 'kernel' | 'fixed';
 }
 
+/** Options of {@link DmaMapper.map}; offsets and sizes are in bytes. */
 export interface DmaMapperMapOptions {
   /** Offset into the buffer (default 0); a multiple of the IOVA alignment. */
   offset?: bigint | number;
@@ -61,6 +67,7 @@ export interface DmaMapperMapOptions {
 /** Reads a /proc file (injectable for tests). */
 export type ProcReader = (path: string) => string;
 
+/** Options of the {@link DmaMapper} constructor. */
 export interface DmaMapperOptions {
   /** Exclusive upper bound for IOVAs (a device's DMA mask + 1: 0x10000000 for edu's 28 bits). */
   limit?: bigint | number;
@@ -98,7 +105,11 @@ export interface MemlockStatus {
   ipcLock: boolean;
 }
 
-/** A map refused before pinning because it would pass RLIMIT_MEMLOCK. */
+/**
+ * A map refused before pinning because it would pass RLIMIT_MEMLOCK: a
+ * {@link VfioError} with code ENOMEM and operation 'DmaMapper map', whose
+ * hint names the limit to set (in KiB) and the ways to set it.
+ */
 export class DmaLimitError extends VfioError {
   /** Bytes this map would pin. */
   readonly requested: bigint;
@@ -106,9 +117,14 @@ export class DmaLimitError extends VfioError {
   readonly locked: bigint;
   /** The RLIMIT_MEMLOCK soft limit in bytes. */
   readonly limit: bigint;
+  /** The RLIMIT_MEMLOCK hard limit in bytes (how far an unprivileged process may raise the soft limit); null when unlimited. */
   readonly hardLimit: bigint | null;
 
-  /** `cause`: the kernel's ENOMEM, when the limit was found only after the kernel refused. */
+  /**
+   * @param requested - bytes the map would pin
+   * @param s - the reading of {@link memlockStatus} that refuses it
+   * @param cause - the kernel's ENOMEM, when the limit was found only after the kernel refused
+   */
   constructor(requested: bigint, s: MemlockStatus & { limit: bigint }, cause?: unknown) {
     const needKiB = (s.locked + requested + 1023n) / 1024n;
     const hardNote =
@@ -132,7 +148,14 @@ export class DmaLimitError extends VfioError {
 
 const readProcFile: ProcReader = (path) => readFileSync(path, 'utf8');
 
-/** RLIMIT_MEMLOCK, the memory already charged and CAP_IPC_LOCK, from /proc/self. */
+/**
+ * RLIMIT_MEMLOCK, the memory already charged and CAP_IPC_LOCK, from
+ * `/proc/self/limits` and `/proc/self/status`.
+ *
+ * @param backend - which counter the backend charges: type1 `VmLck`, iommufd `VmPin`
+ * @param readProc - reads the /proc files; default `fs.readFileSync`
+ * @throws {@link VfioError} ERR_VFIO_PROC when /proc/self/limits has no "Max locked memory" line
+ */
 export function memlockStatus(backend: 'type1' | 'iommufd', readProc: ProcReader = readProcFile): MemlockStatus {
   const limits = readProc('/proc/self/limits');
   const m = /^Max locked memory\s+(\S+)\s+(\S+)/m.exec(limits);
@@ -203,10 +226,16 @@ interface Type1Like {
  * for the caller and not kept.
  */
 export class DmaMapper {
+  /** The container or IOAS this mapper maps into. */
   readonly space: DmaSpace;
+  /**
+   * The IOVA allocator over the space's ranges (clipped to `min` and `limit`),
+   * at least page-aligned. It holds allocated IOVAs, and reserves fixed ones.
+   */
   readonly allocator: IovaAllocator;
   /** Whether maps pin memory (and are checked against RLIMIT_MEMLOCK). */
   readonly pinning: boolean;
+  /** Dirty-page tracking over this space (probe it before starting). */
   readonly dirty: DirtyTracking;
   readonly #kernelIova: boolean;
   readonly #readProc: ProcReader;
@@ -235,6 +264,12 @@ export class DmaMapper {
   #mlRoom = Infinity;
   #mlPinned = 0;
 
+  /**
+   * @param space - a {@link Container} with its IOMMU set, or an {@link Ioas}
+   *   (its ranges are read now, so attach the devices first)
+   * @param options - IOVA bounds, pinning, the devices, kernel-chosen IOVAs
+   * @throws TypeError for a bad `pinning`
+   */
   constructor(space: DmaSpace, options: DmaMapperOptions = {}) {
     this.space = space;
     const { ranges, alignment } = space.iovaRanges();
@@ -323,6 +358,12 @@ export class DmaMapper {
    * refuses, the IOVA goes back to the allocator and the error is the kernel's
    * (ENOSPC on type1 is `dma_entry_limit`, with its hint; ENOMEM while pinning
    * becomes a DmaLimitError when fresh /proc numbers show RLIMIT_MEMLOCK is why).
+   *
+   * @throws {@link VfioError} EINVAL for an offset or size that is not a multiple
+   *   of the alignment or not within the buffer, for neither read nor write, or
+   *   for a fixed IOVA that is unaligned, overlapping or outside the ranges;
+   *   ENOSPC when the allocator has no room (see the hint); ERR_VFIO_CLOSED for a freed buffer
+   * @throws {@link DmaLimitError} when pinning would pass RLIMIT_MEMLOCK
    */
   map(buffer: DmaBuffer, options: DmaMapperMapOptions = {}): DmaMapping {
     const memory = this.#memoryOf(buffer);
@@ -458,7 +499,7 @@ export class DmaMapper {
   }
 
   /**
-   * What RLIMIT_MEMLOCK allows now (see memlockStatus): always a fresh read of
+   * What RLIMIT_MEMLOCK allows now (see {@link memlockStatus}): always a fresh read of
    * /proc/self, which also replaces the reading checkLimit() works from.
    */
   memlock(): MemlockStatus {
@@ -480,7 +521,7 @@ export class DmaMapper {
   }
 
   /**
-   * Throws DmaLimitError if pinning `bytes` more would pass RLIMIT_MEMLOCK; a
+   * Throws {@link DmaLimitError} if pinning `bytes` more would pass RLIMIT_MEMLOCK; a
    * no-op when nothing is pinned or accounted (CAP_IPC_LOCK, or no limit).
    *
    * The policy, which keeps /proc off the hot path: the mapper reads
@@ -532,6 +573,9 @@ export class DmaMapper {
    * Unmaps one mapping (the object map() returned, or its IOVA) and returns the
    * bytes unmapped. ENOENT, before any syscall, if the table has no mapping
    * starting there. The buffer can be freed once nothing maps it.
+   *
+   * @throws {@link VfioError} ENOENT when no mapping starts at that IOVA; the
+   *   kernel's error when it refuses (the mapping then stays in the table)
    */
   unmap(mapping: DmaMapping | bigint | number): bigint {
     const isObject = typeof mapping === 'object';
@@ -566,7 +610,12 @@ export class DmaMapper {
     if (allocated) this.allocator.freeUnits(iovaU);
   }
 
-  /** Unmaps everything in the space (also what was mapped without this mapper); returns the bytes. */
+  /**
+   * Unmaps everything in the space (also what was mapped without this mapper)
+   * and empties the table and the allocator.
+   *
+   * @returns the number of bytes the kernel unmapped
+   */
   unmapAll(): bigint {
     const bytes = this.space.unmapAll();
     const t = this.#table;
@@ -596,7 +645,7 @@ export class DmaMapper {
     });
   }
 
-  /** The mappings, by IOVA. */
+  /** Every mapping in the table, in ascending IOVA order (O(n)). */
   mappings(): DmaMapping[] {
     const out: DmaMapping[] = [];
     this.#table.forEach((x) => out.push(this.#view(x)));
@@ -654,7 +703,7 @@ export class DmaMapper {
     return base + delta <= MAX_SAFE ? BigInt(base + delta) : BigInt(t.iova[x]!) * this.#unitBig + BigInt(delta);
   }
 
-  /** The mapping containing `iova`, if any (iova → buffer). */
+  /** iova → buffer: the mapping containing `iova` (anywhere inside it), or undefined. O(log n). */
   find(iova: bigint | number): DmaMapping | undefined {
     const i = toU64(iova, 'iova');
     const q = i <= MAX_SAFE_BIG ? Math.floor(Number(i) / this.#unit) : Number(i / this.#unitBig);
@@ -678,7 +727,12 @@ export class DmaMapper {
   }
 }
 
-/** Whether a device is an mdev (its DMA is only bookkeeping unless its vendor driver pins pages). */
+/**
+ * Whether a device is an mdev (its DMA is only bookkeeping unless its vendor
+ * driver pins pages), by its entry in `/sys/bus/mdev/devices`.
+ *
+ * @param sysRoot - where `/sys` is found; default `/`
+ */
 export function isMdev(device: Device, sysRoot = '/'): boolean {
   return existsSync(join(sysRoot, 'sys/bus/mdev/devices', device.name));
 }
@@ -695,10 +749,30 @@ function resolvePinning(space: DmaSpace, o: DmaMapperOptions): boolean {
   return true;
 }
 
-/** The outcome of DirtyTracking.probe(). */
+/** The outcome of {@link DirtyTracking.probe}. */
 export type DirtyProbe =
-  | { supported: true; backend: 'type1' | 'iommufd'; pageSize: bigint; detail: string }
-  | { supported: false; backend: 'type1' | 'iommufd'; code: string; errno: number; detail: string };
+  | {
+      /** Tracking works here. */
+      supported: true;
+      /** The space's backend. */
+      backend: 'type1' | 'iommufd';
+      /** The page size the bitmaps count in, in bytes. */
+      pageSize: bigint;
+      /** How it is tracked, in words. */
+      detail: string;
+    }
+  | {
+      /** Tracking does not work here. */
+      supported: false;
+      /** The space's backend. */
+      backend: 'type1' | 'iommufd';
+      /** Why, as an errno name: the kernel's answer ('EOPNOTSUPP', 'ENOENT', …), or EINVAL without devices on iommufd. */
+      code: string;
+      /** The positive errno of `code`. */
+      errno: number;
+      /** Why, in words. */
+      detail: string;
+    };
 
 /**
  * Dirty-page tracking over the mapper's space: type1's VFIO_IOMMU_DIRTY_PAGES
@@ -720,6 +794,7 @@ export class DirtyTracking {
     this.#devices = devices;
   }
 
+  /** Whether tracking is started. */
   get active(): boolean {
     return this.#active;
   }
@@ -743,7 +818,11 @@ export class DirtyTracking {
     return this.#devices.filter((d) => d.devid !== null);
   }
 
-  /** Whether tracking works here; never starts it (on iommufd it may allocate and free a HWPT to learn the kernel's answer). */
+  /**
+   * Whether tracking works here; never starts it (on iommufd it may allocate
+   * and free a HWPT to learn the kernel's answer). It does not throw for
+   * "unsupported": the kernel's errno is in the result.
+   */
   probe(): DirtyProbe {
     const backend = this.#mapper.space.backend;
     const t1 = this.#type1();
@@ -781,7 +860,11 @@ export class DirtyTracking {
   /**
    * Starts tracking. type1: VFIO_IOMMU_DIRTY_PAGES START. iommufd: allocates a
    * HWPT with DIRTY_TRACKING on the IOAS, attaches the devices to it and enables
-   * tracking. Throws the kernel's error where unsupported.
+   * tracking. Throws the kernel's error where unsupported. Does nothing when started.
+   *
+   * @throws {@link VfioError} EINVAL on iommufd without bound devices in
+   *   {@link DmaMapperOptions.devices}; the kernel's error (ENOENT, EOPNOTSUPP, …)
+   *   where tracking is unsupported, with the devices back on the IOAS
    */
   start(): void {
     if (this.#active) return;
@@ -816,7 +899,7 @@ export class DirtyTracking {
     return ioas;
   }
 
-  /** Stops tracking (iommufd: the devices go back to the IOAS and the HWPT is freed). */
+  /** Stops tracking (iommufd: the devices go back to the IOAS and the HWPT is freed). Does nothing when stopped. */
   stop(): void {
     if (!this.#active) return;
     const t1 = this.#type1();
@@ -833,7 +916,14 @@ export class DirtyTracking {
     this.#active = false;
   }
 
-  /** The raw bitmap of [iova, iova+size): bit i set when page i was dirtied since the last read (type1 clears on read). */
+  /**
+   * The raw bitmap of [iova, iova+size): bit i set when page i was dirtied
+   * since the last read (both backends clear the bits they report).
+   *
+   * @param pageSize - bytes per bit; default the page size tracking started with
+   * @returns one bit per page, least significant bit of byte 0 first
+   * @throws {@link VfioError} EINVAL when tracking is not started
+   */
   bitmap(iova: bigint | number, size: bigint | number, pageSize: bigint | number = this.#pageSize): Buffer {
     if (!this.#active) throw new VfioError({ code: 'EINVAL', errno: EINVAL, operation: 'dirty bitmap', message: 'EINVAL: dirty tracking is not started' });
     const t1 = this.#type1();
@@ -841,7 +931,12 @@ export class DirtyTracking {
     return this.#hwpt!.dirtyBitmap(iova, size, pageSize);
   }
 
-  /** The IOVAs of the dirty pages of a mapping (or range). */
+  /**
+   * The IOVAs of the dirty pages of a mapping (or range), from {@link DirtyTracking.bitmap}.
+   *
+   * @param range - a {@link DmaMapping}, or any `{ iova, size }` in bytes
+   * @param pageSize - bytes per page; default the page size tracking started with
+   */
   dirtyPages(range: { iova: bigint; size: bigint }, pageSize: bigint = this.#pageSize): bigint[] {
     const bm = this.bitmap(range.iova, range.size, pageSize);
     const pages: bigint[] = [];

@@ -53,7 +53,14 @@ import { parsePciConfig, type PciConfig } from '../pci/config.js';
 /** Until a cdev is bound, GET_INFO cannot be asked. */
 const UNBOUND_INFO: DeviceInfo = { argsz: 0, flags: 0, flagNames: [], numRegions: 0, numIrqs: 0, capOffset: 0, caps: [], truncated: false };
 
-/** The sysfs name (mdev UUID or PCI address) of the device behind a VFIO cdev fd, or null. */
+/**
+ * The sysfs name of the device behind a VFIO device cdev fd, found through
+ * the fd's character-device number in `/sys/dev/char`.
+ *
+ * @param fd - an open fd of `/dev/vfio/devices/vfioN`
+ * @param sysRoot - where `/sys` is found; default `/`
+ * @returns the mdev UUID or PCI address, or null when `fd` is not a VFIO device cdev
+ */
 export function cdevDeviceName(fd: number, sysRoot = '/'): string | null {
   try {
     const st = fstatSync(fd);
@@ -68,7 +75,7 @@ export function cdevDeviceName(fd: number, sysRoot = '/'): string | null {
   }
 }
 
-/** How the device fd was obtained. */
+/** How a {@link Device}'s fd was obtained: from a {@link Group} (`'group'`) or a device cdev (`'cdev'`). */
 export type Backend = 'group' | 'cdev';
 
 const REGION_INFO_SIZE = 32;
@@ -76,21 +83,53 @@ const DEVICE_INFO_SIZE = 24;
 const PCI_COMMAND = 4;
 const PCI_COMMAND_MEMORY = 0x2;
 
-/** Region index → info, or the error code the kernel answered (mtty: EINVAL for ERR…). */
-export type IndexResult<T> = T | { index: number; error: string };
+/**
+ * One entry of {@link Device.regions} or {@link Device.irqs}: the info, or
+ * the index with the error code the kernel answered for it (mtty answers
+ * EINVAL for the IRQ indexes it lacks) instead of throwing.
+ */
+export type IndexResult<T> =
+  | T
+  | {
+      /** The region or IRQ index that was refused. */
+      index: number;
+      /** The error code the kernel answered, such as `'EINVAL'`. */
+      error: string;
+    };
 
-/** Which IRQ action for setIrqs(). */
+/** The SET_IRQS action of {@link Device.setIrqs}: VFIO_IRQ_SET_ACTION_TRIGGER, _MASK or _UNMASK. */
 export type IrqAction = 'trigger' | 'mask' | 'unmask';
 
+/** One VFIO_DEVICE_SET_IRQS call, for {@link Device.setIrqs}. */
 export interface SetIrqsOptions {
+  /** The IRQ index: on PCI {@link VFIO_PCI_INTX_IRQ_INDEX} (0), MSI (1), MSI-X (2), ERR (3), REQ (4). */
   index: number;
+  /** Trigger, mask or unmask. */
   action: IrqAction;
+  /** The first vector (sub-index) affected. Default 0. */
   start?: number;
+  /**
+   * How many vectors from `start`. Default: the length of `data`, or 1
+   * without data. With DATA_NONE and the trigger action, 0 disables the index.
+   */
   count?: number;
-  /** none (default), booleans (DATA_BOOL), or eventfd numbers (DATA_EVENTFD; -1 de-assigns). */
-  data?: { bools: readonly boolean[] } | { eventfds: readonly number[] };
+  /**
+   * The payload: none (DATA_NONE, the default), one boolean per vector
+   * (DATA_BOOL), or one eventfd number per vector (DATA_EVENTFD; -1
+   * de-assigns that vector's eventfd).
+   */
+  data?:
+    | {
+        /** One flag per vector: trigger, mask or unmask it when true. */
+        bools: readonly boolean[];
+      }
+    | {
+        /** One eventfd per vector that the kernel signals on interrupt; -1 de-assigns. */
+        eventfds: readonly number[];
+      };
 }
 
+/** Which plane {@link Device.queryGfxPlane} asks about. */
 export interface GfxPlaneQueryOptions {
   /** 'region' (mdpy) or 'dmabuf' (mbochs). */
   kind: 'region' | 'dmabuf';
@@ -98,8 +137,13 @@ export interface GfxPlaneQueryOptions {
   drmPlaneType?: number;
 }
 
-/** A dma-buf fd from VFIO_DEVICE_GET_GFX_DMABUF; map it read-only with `map()`. */
+/**
+ * A dma-buf fd from VFIO_DEVICE_GET_GFX_DMABUF, from
+ * {@link Device.getGfxDmabuf}; map it read-only with `map()` (where the
+ * exporter allows it). Its device closes it before itself.
+ */
 export class GfxDmabuf extends Resource {
+  /** The plane's `dmabufId` (from {@link GfxPlaneInfo.dmabufId}) it was exported for. */
   readonly id: number;
   readonly #fd: NativeFd;
   readonly #maps = new Set<NativeMapping>();
@@ -113,8 +157,19 @@ export class GfxDmabuf extends Resource {
   protected describe(): string {
     return `dmabuf ${this.id}`;
   }
-  /** What the kernel says of the dma-buf in /proc/self/fdinfo: its size and exporter. */
-  info(): { size: number; exporter: string; name: string } {
+  /**
+   * What the kernel says of the dma-buf in /proc/self/fdinfo.
+   *
+   * @throws {@link VfioError} ERR_VFIO_CLOSED after close
+   */
+  info(): {
+    /** The dma-buf's size in bytes. */
+    size: number;
+    /** The exporting driver's name (`exp_name`, e.g. 'mbochs'). */
+    exporter: string;
+    /** The dma-buf's name, or '' when it has none. */
+    name: string;
+  } {
     const text = readFileSync(`/proc/self/fdinfo/${this.fd}`, 'utf8');
     const field = (k: string): string => new RegExp(`^${k}:\\s*(.*)$`, 'm').exec(text)?.[1]?.trim() ?? '';
     return { size: Number(field('size')), exporter: field('exp_name'), name: field('name') };
@@ -128,7 +183,12 @@ export class GfxDmabuf extends Resource {
   /**
    * Maps `length` bytes read-only (PROT_READ, MAP_SHARED: the dma-buf is
    * read-only). Read it with `readInto()`; a JS view of read-only memory would
-   * fault on write, so none is given.
+   * fault on write, so none is given. The mapping is unmapped when this
+   * object closes.
+   *
+   * @param length - bytes to map from the start of the dma-buf
+   * @throws {@link VfioError} from mmap; mbochs' dma-bufs answer EINVAL on Linux
+   *   6.12 (see the hint: read the plane from the VRAM region instead)
    */
   map(length: bigint | number): MappedRegion {
     this.ensureOpen('map');
@@ -143,10 +203,22 @@ export class GfxDmabuf extends Resource {
   }
 }
 
-/** A VFIO device fd with everything the kernel offers on it. */
+/**
+ * A VFIO device fd with everything the kernel offers on it: info, regions and
+ * their capabilities, width-exact register access ({@link Device.region}),
+ * mmap'd views ({@link Device.mmap}), interrupts, reset and hot reset, device
+ * features, gfx planes and PCI config space. It works the same whether the fd
+ * came from a {@link Group} or from a device cdev bound to an {@link IommuFd}.
+ *
+ * Get one with {@link openDevice}, {@link Group.openDevice},
+ * {@link Device.openCdev} or {@link Device.adoptCdev}. Closing it unmaps its
+ * views, disables its interrupts and closes its dma-bufs first. Every method
+ * throws a {@link VfioError} with code {@link ERR_VFIO_CLOSED} after close.
+ */
 export class Device extends Resource {
   /** The device's name: an mdev UUID or a PCI address. */
   readonly name: string;
+  /** How the fd was obtained: from a group or a device cdev. */
   readonly backend: Backend;
   /** The kernel driver bound to the device ('mtty', 'vfio-pci', …), from sysfs; null if unknown. */
   readonly driver: string | null;
@@ -184,6 +256,10 @@ export class Device extends Resource {
    * Opens a VFIO device cdev (/dev/vfio/devices/vfioN). Bind it to an iommufd
    * and attach it to an IOAS before anything else: until bound the kernel
    * answers every ioctl with EINVAL.
+   *
+   * @param path - an absolute cdev path such as `/dev/vfio/devices/vfio0`
+   * @throws TypeError for a path that is not absolute
+   * @throws {@link VfioError} ENOENT (no such cdev, or no CONFIG_VFIO_DEVICE_CDEV), EACCES
    */
   static openCdev(path: string): Device {
     if (typeof path !== 'string' || !path.startsWith('/')) throw new TypeError(`a cdev path like /dev/vfio/devices/vfio0 is needed, got ${String(path)}`);
@@ -191,7 +267,12 @@ export class Device extends Resource {
     return new Device(cdevDeviceName(fd.fd) ?? basename(path), fd, 'cdev');
   }
 
-  /** Adopts a device cdev fd handed in by another process (as a VMM would); it is duplicated. */
+  /**
+   * Adopts a device cdev fd handed in by another process (as a VMM would).
+   * The fd is duplicated: the caller keeps and closes its own.
+   *
+   * @throws {@link VfioError} ENOTTY when `fd` is not a VFIO device cdev
+   */
   static adoptCdev(fd: number): Device {
     const h = native().adopt(fd, 'device', `device fd ${fd}`);
     const name = cdevDeviceName(h.fd);
@@ -207,7 +288,13 @@ export class Device extends Resource {
     return this.#devid;
   }
 
-  /** VFIO_DEVICE_BIND_IOMMUFD (cdev only): returns the devid; the device then closes before the iommufd. */
+  /**
+   * VFIO_DEVICE_BIND_IOMMUFD (cdev only). The device then closes before the
+   * iommufd, and its info is read again (the kernel answers it only now).
+   *
+   * @returns the iommufd device id, also kept in {@link Device.devid}
+   * @throws {@link VfioError} EPERM without interrupt remapping (see the hint)
+   */
   bind(iommufd: IommuFd): number {
     const h = this.handle('bind');
     const devid = native().deviceBindIommufd(h, iommufd.handle('bind'));
@@ -221,6 +308,8 @@ export class Device extends Resource {
    * VFIO_DEVICE_ATTACH_IOMMUFD_PT to an IOAS or HWPT; returns the pt id the
    * kernel reports (for vfio-pci on an IOAS: the HWPT it created). The device
    * then closes before what it is attached to.
+   *
+   * @throws {@link VfioError} EINVAL before {@link Device.bind} (an mdev can only attach to an IOAS)
    */
   attach(target: Ioas | Hwpt): number {
     const pt = native().deviceAttachPt(this.handle('attach'), target.id);
@@ -229,7 +318,7 @@ export class Device extends Resource {
     return pt;
   }
 
-  /** VFIO_DEVICE_DETACH_IOMMUFD_PT. */
+  /** VFIO_DEVICE_DETACH_IOMMUFD_PT: detaches the cdev from its IOAS or HWPT; DMA through it stops. */
   detach(): void {
     native().deviceDetachPt(this.handle('detach'));
     this.#attached = null;
@@ -255,7 +344,10 @@ export class Device extends Resource {
     return first.truncated ? decodeDeviceInfo(native().deviceGetInfo(this.#fd, first.argsz)) : first;
   }
 
-  /** VFIO_DEVICE_GET_INFO: flags, region and IRQ counts, capabilities. */
+  /**
+   * VFIO_DEVICE_GET_INFO, asked again on every call: flags (with their names),
+   * region and IRQ counts, capabilities.
+   */
   info(): DeviceInfo {
     this.ensureOpen('info');
     this.ensureOpen('info');
@@ -266,7 +358,11 @@ export class Device extends Resource {
   /**
    * VFIO_DEVICE_GET_REGION_INFO with the two-step argsz protocol: the bare
    * struct first, then exactly the size the kernel asks for (mbochs rejects
-   * anything over 48).
+   * anything over 48). The capability chain is decoded (sparse mmap areas,
+   * type/subtype, MSI-X mappable; unknown capabilities are kept raw).
+   *
+   * @param index - the region index: on PCI, BAR0–5 are 0–5, ROM 6, config space 7, VGA 8
+   * @throws {@link VfioError} EINVAL for an index the device does not have
    */
   regionInfo(index: number): RegionInfo {
     toU32(index, 'index');
@@ -276,18 +372,29 @@ export class Device extends Resource {
     return decodeRegionInfo(native().deviceGetRegionInfo(h, index, first.argsz));
   }
 
-  /** Every region 0..numRegions-1; an index the kernel refuses is reported with its error code. */
+  /**
+   * The info of every region, 0 to numRegions − 1; an index the kernel
+   * refuses is reported as `{ index, error }` instead of throwing.
+   */
   regions(): IndexResult<RegionInfo>[] {
     return this.#each(this.#info.numRegions, (i) => this.regionInfo(i));
   }
 
-  /** VFIO_DEVICE_GET_IRQ_INFO. */
+  /**
+   * VFIO_DEVICE_GET_IRQ_INFO: the number of vectors of IRQ `index` and its
+   * flags (eventfd, maskable, automasked, noresize).
+   *
+   * @throws {@link VfioError} EINVAL for an index the device does not have
+   */
   irqInfo(index: number): IrqInfo {
     toU32(index, 'index');
     return decodeIrqInfo(native().deviceGetIrqInfo(this.handle('irq info'), index));
   }
 
-  /** Every IRQ index; mtty answers EINVAL for 2–4, which is reported, not thrown. */
+  /**
+   * The info of every IRQ index, 0 to numIrqs − 1; an index the kernel
+   * refuses (mtty answers EINVAL for 2–4) is reported as `{ index, error }`.
+   */
   irqs(): IndexResult<IrqInfo>[] {
     return this.#each(this.#info.numIrqs, (i) => this.irqInfo(i));
   }
@@ -305,17 +412,27 @@ export class Device extends Resource {
     return out;
   }
 
-  /** Region access by index (bounds-checked pread/pwrite). */
+  /**
+   * Register and bulk access to a region through pread/pwrite on the device
+   * fd: bounds-checked, and each register access exactly the width asked.
+   *
+   * @param index - the region index (see {@link Device.regionInfo})
+   */
   region(index: number): Region {
     return new Region(this, this.regionInfo(index));
   }
 
-  /** The PCI config space, decoded: header, BARs, capability and extended-capability lists. */
+  /**
+   * The PCI config space, decoded: header, BARs, capability and
+   * extended-capability lists.
+   *
+   * @throws {@link VfioError} EINVAL on a device without a config region (not PCI)
+   */
   pciConfig(): PciConfig {
     return parsePciConfig(this.pciConfigBytes());
   }
 
-  /** The PCI config region's bytes (region 7), read in full. */
+  /** The PCI config region's bytes (region 7), all of them (256, or 4096 for PCI Express on vfio-pci). */
   pciConfigBytes(): Buffer {
     const r = this.region(VFIO_PCI_CONFIG_REGION_INDEX);
     return r.read(0, Number(r.size));
@@ -324,6 +441,16 @@ export class Device extends Resource {
   /**
    * Maps (part of) a region with MAP_SHARED. The region must have the MMAP
    * flag; with a SPARSE_MMAP capability only its areas may be mapped.
+   * Regions without the WRITE flag are mapped read-only (no JS view; use
+   * `readInto()`). The view is detached when unmapped, when the device is
+   * closed or reset, and before a config write that clears Memory Space Enable.
+   *
+   * @param index - the region index (a BAR: 0–5)
+   * @param options - offset and length within the region, or a sparse-mmap `area`;
+   *   default the whole region
+   * @throws {@link VfioError} EINVAL when the region has no MMAP flag
+   * @throws RangeError when the range lies outside the region or a sparse area,
+   *   or the offset is not page-aligned
    */
   mmap(index: number, options: MmapOptions = {}): MappedRegion {
     const info = this.regionInfo(index);
@@ -355,7 +482,11 @@ export class Device extends Resource {
     return view;
   }
 
-  /** Unmaps every view (of `indexes`, or all), detaching their buffers. */
+  /**
+   * Unmaps views made by {@link Device.mmap}, detaching their buffers.
+   *
+   * @param indexes - only the views of these regions; default every view
+   */
   revokeViews(indexes?: readonly number[]): void {
     for (const v of [...this.#views]) if (!indexes || indexes.includes(v.index)) v.unmap();
   }
@@ -374,7 +505,14 @@ export class Device extends Resource {
     }
   }
 
-  /** VFIO_DEVICE_SET_IRQS, the whole surface. */
+  /**
+   * VFIO_DEVICE_SET_IRQS, the whole surface: trigger, mask or unmask any
+   * range of vectors with no data, booleans or eventfds. {@link Device.enableInterrupts}
+   * is the convenient way to receive interrupts.
+   *
+   * @throws TypeError for an unknown action
+   * @throws {@link VfioError} EINVAL for an index, range or action the IRQ does not support
+   */
   setIrqs(o: SetIrqsOptions): void {
     const action = { trigger: VFIO_IRQ_SET_ACTION_TRIGGER, mask: VFIO_IRQ_SET_ACTION_MASK, unmask: VFIO_IRQ_SET_ACTION_UNMASK }[o.action];
     if (action === undefined) throw new TypeError(`action must be 'trigger', 'mask' or 'unmask', got ${String(o.action)}`);
@@ -411,6 +549,12 @@ export class Device extends Resource {
   /**
    * Enables `count` vectors of IRQ `index` from `start` with fresh eventfds and
    * returns them as an Interrupts emitter / async iterable. Closing it disables the index.
+   *
+   * @param index - the IRQ index (on PCI: 0 INTx, 1 MSI, 2 MSI-X)
+   * @param options - the first vector (default 0) and the number of vectors (default 1)
+   * @throws RangeError when `count` is 0
+   * @throws {@link VfioError} EBUSY when the index is already enabled through this
+   *   object; EINVAL from the kernel for vectors the IRQ does not have
    */
   enableInterrupts(index: number, options: { start?: number; count?: number } = {}): Interrupts {
     this.ensureOpen('enable interrupts');
@@ -434,30 +578,66 @@ export class Device extends Resource {
     return irqs;
   }
 
-  /** Disables IRQ `index` (TRIGGER with DATA_NONE and count 0). */
+  /**
+   * Disables IRQ `index` (TRIGGER with DATA_NONE and count 0), releasing its
+   * eventfds in the kernel. Prefer closing the {@link Interrupts} object.
+   */
   disableInterrupts(index: number): void {
     this.setIrqs({ index, action: 'trigger', start: 0, count: 0 });
   }
 
-  /** Software-triggers vectors (TRIGGER|DATA_NONE): the kernel signals their eventfds. */
+  /**
+   * Software-triggers vectors (TRIGGER|DATA_NONE): the kernel signals their
+   * eventfds as if the device had raised them.
+   *
+   * @param index - the IRQ index
+   * @param start - the first vector; default 0
+   * @param count - how many vectors; default 1
+   */
   trigger(index: number, start = 0, count = 1): void {
     this.#setIrqsNone(VFIO_IRQ_SET_ACTION_TRIGGER, index, start, count);
   }
+  /**
+   * Masks vectors (MASK|DATA_NONE): the kernel holds their interrupts back
+   * until unmasked. Only for IRQs whose {@link Device.irqInfo} flags include
+   * MASKABLE (vfio-pci masks INTx only).
+   *
+   * @param index - the IRQ index
+   * @param start - the first vector; default 0
+   * @param count - how many vectors; default 1
+   */
   mask(index: number, start = 0, count = 1): void {
     this.#setIrqsNone(VFIO_IRQ_SET_ACTION_MASK, index, start, count);
   }
+  /**
+   * Unmasks vectors (UNMASK|DATA_NONE). An automasked INTx must be unmasked
+   * after each interrupt before it can fire again.
+   *
+   * @param index - the IRQ index
+   * @param start - the first vector; default 0
+   * @param count - how many vectors; default 1
+   */
   unmask(index: number, start = 0, count = 1): void {
     this.#setIrqsNone(VFIO_IRQ_SET_ACTION_UNMASK, index, start, count);
   }
 
-  /** VFIO_DEVICE_RESET. Views are revoked first: a reset may zap the device's mappings. */
+  /**
+   * VFIO_DEVICE_RESET. Views are revoked first: a reset may zap the device's mappings.
+   *
+   * @throws {@link VfioError} EINVAL when the device has no reset method (no RESET in `info().flags`)
+   */
   reset(): void {
     const h = this.handle('reset');
     this.revokeViews();
     native().deviceReset(h);
   }
 
-  /** VFIO_DEVICE_GET_PCI_HOT_RESET_INFO, growing argsz as the kernel asks. */
+  /**
+   * VFIO_DEVICE_GET_PCI_HOT_RESET_INFO, growing argsz as the kernel asks:
+   * the devices affected by a bus or slot reset of this one.
+   *
+   * @throws {@link VfioError} ENODEV when neither the slot nor the bus can be reset
+   */
   hotResetInfo(): HotResetInfo {
     const h = this.handle('hot reset info');
     let argsz = 12 + 8 * 8;
@@ -473,6 +653,10 @@ export class Device extends Resource {
   /**
    * VFIO_DEVICE_PCI_HOT_RESET, proving ownership with the given group fds (or
    * an empty list on the cdev path). Views of this device are revoked first.
+   *
+   * @param groupFds - fds of the groups of every affected device (see {@link Device.hotResetInfo})
+   * @throws {@link VfioError} when the kernel refuses: an affected device is not
+   *   proven owned, or (ENODEV) neither the slot nor the bus can be reset
    */
   hotReset(groupFds: readonly number[] = []): void {
     const h = this.handle('hot reset');
@@ -480,7 +664,13 @@ export class Device extends Resource {
     native().devicePciHotReset(h, encodeHotReset(groupFds));
   }
 
-  /** VFIO_DEVICE_FEATURE with PROBE: does the device support `feature` for get and/or set? */
+  /**
+   * VFIO_DEVICE_FEATURE with PROBE: does the device support `feature` for get and/or set?
+   *
+   * @param feature - a feature number, e.g. {@link VFIO_DEVICE_FEATURE_MIGRATION}
+   * @param ops - which directions to probe; default `{ get: true }`
+   * @returns false when the kernel answers ENOTTY, EINVAL or EOPNOTSUPP
+   */
   featureProbe(feature: number, ops: { get?: boolean; set?: boolean } = { get: true }): boolean {
     const flags = toU32(feature, 'feature') | VFIO_DEVICE_FEATURE_PROBE | (ops.get ? VFIO_DEVICE_FEATURE_GET : 0) | (ops.set ? VFIO_DEVICE_FEATURE_SET : 0);
     try {
@@ -492,13 +682,25 @@ export class Device extends Resource {
     }
   }
 
-  /** VFIO_DEVICE_FEATURE GET: returns the feature's `size` data bytes. */
+  /**
+   * VFIO_DEVICE_FEATURE GET.
+   *
+   * @param feature - a feature number, e.g. {@link VFIO_DEVICE_FEATURE_MIGRATION}
+   * @param size - the size of the feature's data struct in bytes
+   * @returns the `size` data bytes the kernel filled in
+   */
   featureGet(feature: number, size: number): Buffer {
     const bytes = encodeDeviceFeature(toU32(feature, 'feature') | VFIO_DEVICE_FEATURE_GET, Buffer.alloc(toU32(size, 'size')));
     return decodeDeviceFeature(native().deviceFeature(this.handle('feature get'), bytes)).data;
   }
 
-  /** VFIO_DEVICE_FEATURE SET with `data`; returns the data as the kernel left it. */
+  /**
+   * VFIO_DEVICE_FEATURE SET.
+   *
+   * @param feature - a feature number, e.g. {@link VFIO_DEVICE_FEATURE_MIG_DEVICE_STATE}
+   * @param data - the feature's data struct; default none
+   * @returns the data as the kernel left it (some features write results back)
+   */
   featureSet(feature: number, data: Uint8Array = Buffer.alloc(0)): Buffer {
     const bytes = encodeDeviceFeature(toU32(feature, 'feature') | VFIO_DEVICE_FEATURE_SET, data);
     return decodeDeviceFeature(native().deviceFeature(this.handle('feature set'), bytes)).data;
@@ -507,6 +709,11 @@ export class Device extends Resource {
   /**
    * VFIO_DEVICE_QUERY_GFX_PLANE. mbochs answers ENOMEM to the first query of a
    * mode it has not seen; `retries` (default 1) repeats the query for that case.
+   *
+   * @param o - the plane kind ('region' for mdpy, 'dmabuf' for mbochs) and DRM plane type
+   * @param retries - how many times to repeat the query after ENOMEM
+   * @throws TypeError for an unknown kind
+   * @throws {@link VfioError} EINVAL when the device offers no such plane
    */
   queryGfxPlane(o: GfxPlaneQueryOptions, retries = 1): GfxPlaneInfo {
     const flags = o.kind === 'region' ? VFIO_GFX_PLANE_TYPE_REGION : o.kind === 'dmabuf' ? VFIO_GFX_PLANE_TYPE_DMABUF : NaN;
@@ -521,7 +728,11 @@ export class Device extends Resource {
     }
   }
 
-  /** Probes whether the device offers gfx planes of `kind` (VFIO_GFX_PLANE_TYPE_PROBE). */
+  /**
+   * Probes whether the device offers gfx planes of `kind` (VFIO_GFX_PLANE_TYPE_PROBE).
+   *
+   * @returns false when the kernel answers EINVAL or ENOTTY
+   */
   gfxPlaneSupported(kind: 'region' | 'dmabuf'): boolean {
     const flags = VFIO_GFX_PLANE_TYPE_PROBE | (kind === 'region' ? VFIO_GFX_PLANE_TYPE_REGION : VFIO_GFX_PLANE_TYPE_DMABUF);
     try {
@@ -536,6 +747,9 @@ export class Device extends Resource {
   /**
    * VFIO_DEVICE_GET_GFX_DMABUF: a dma-buf fd for plane `dmabufId`. Ask once per
    * id and keep it (mbochs mishandles repeated exports, kernel-6.12-facts H10).
+   *
+   * @param dmabufId - {@link GfxPlaneInfo.dmabufId} from a 'dmabuf' plane query
+   * @returns the dma-buf, which this device closes before itself
    */
   getGfxDmabuf(dmabufId: number): GfxDmabuf {
     const fd = native().deviceGetGfxDmabuf(this.handle('get gfx dmabuf'), toU32(dmabufId, 'dmabufId'));

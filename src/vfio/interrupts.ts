@@ -9,27 +9,50 @@ import { native, type NativeEventFd } from '../native.js';
 
 /** One delivery: `count` interrupts on `vector` (index start + i) since the last one. */
 export interface InterruptEvent {
+  /** The vector (sub-index) that fired, counted from 0 within the IRQ index, not from `start`. */
   vector: number;
+  /**
+   * How many times it fired since the previous delivery (the eventfd
+   * counter), at least 1: interrupts that arrived while the loop was busy
+   * are coalesced here, not lost.
+   */
   count: number;
 }
 
+/** Options of {@link Interrupts.next} and {@link Interrupts.events}. */
 export interface InterruptWaitOptions {
+  /** Stops waiting: the promise rejects (or the iteration throws) with the signal's reason, an AbortError by default. */
   signal?: AbortSignal;
 }
 
 /**
- * The eventfds of one IRQ index (INTx, MSI, …) enabled on a device.
- * Events: `'interrupt'` ({ vector, count }), `'error'`.
- * Async iteration yields the same events, queued until consumed.
+ * The eventfds of one IRQ index (INTx, MSI, …) enabled on a device, from
+ * {@link Device.enableInterrupts}. Each eventfd is non-blocking and watched
+ * by `uv_poll` on the event loop of the thread that enabled it, so
+ * interrupts never block the loop.
+ *
+ * Events: `'interrupt'` ({@link InterruptEvent}), `'error'` (a
+ * {@link VfioError} with code ERR_VFIO_IRQ_POLL when polling an eventfd
+ * fails), `'close'`. Async iteration yields the same deliveries, queued until
+ * consumed.
+ *
+ * @example
+ * ```ts
+ * using irqs = device.enableInterrupts(VFIO_PCI_MSI_IRQ_INDEX);
+ * irqs.on('interrupt', ({ vector, count }) => console.log(vector, count));
+ * const first = await irqs.next({ signal: AbortSignal.timeout(1000) });
+ * ```
  */
 export class Interrupts extends EventEmitter {
+  /** The IRQ index enabled (on PCI: 0 INTx, 1 MSI, 2 MSI-X). */
   readonly index: number;
+  /** The first vector enabled; the eventfds serve vectors `start` to `start + fds.length − 1`. */
   readonly start: number;
   readonly #fds: NativeEventFd[];
   #refed = true;
   #closed = false;
   readonly #onClose: () => void;
-  /** Total interrupts delivered per vector (sum of counts). */
+  /** Total interrupts delivered per vector (the sum of the counts), indexed from `start`. */
   readonly totals: number[];
 
   /** @internal Use Device.enableInterrupts(). */
@@ -57,29 +80,48 @@ export class Interrupts extends EventEmitter {
     return this.#fds.map((f) => f.fd);
   }
 
+  /** Whether `close()` has been called. */
   get closed(): boolean {
     return this.#closed;
   }
 
-  /** Keeps the event loop alive while enabled (the default). */
+  /**
+   * Keeps the event loop alive while enabled (the default).
+   *
+   * @returns this
+   */
   ref(): this {
     this.#refed = true;
     for (const f of this.#fds) f.ref();
     return this;
   }
 
-  /** Lets the process exit while interrupts are still enabled. */
+  /**
+   * Lets the process exit while interrupts are still enabled, as
+   * `Timeout.unref()` does; deliveries still arrive while the loop runs.
+   *
+   * @returns this
+   */
   unref(): this {
     this.#refed = false;
     for (const f of this.#fds) f.unref();
     return this;
   }
 
+  /** Whether the eventfds keep the event loop alive (see `ref()` and `unref()`). */
   get refed(): boolean {
     return this.#refed;
   }
 
-  /** Signals vector `i` from userspace (as if the device raised it); for tests and loopbacks. */
+  /**
+   * Signals a vector's eventfd from userspace, as if the device had raised it;
+   * for tests and loopbacks. The kernel is not involved.
+   *
+   * @param vector - the vector; default `start`
+   * @param count - added to the eventfd counter; default 1
+   * @throws RangeError for a vector that is not enabled here
+   * @throws {@link VfioError} ERR_VFIO_CLOSED after close
+   */
   signal(vector = this.start, count = 1): void {
     if (this.#closed) throw VfioError.closed('interrupts');
     const fd = this.#fds[vector - this.start];
@@ -87,7 +129,13 @@ export class Interrupts extends EventEmitter {
     fd.signal(count);
   }
 
-  /** The next delivery, or rejects with an AbortError when `signal` aborts (or ERR_VFIO_CLOSED on close). */
+  /**
+   * Waits for the next delivery on any vector.
+   *
+   * @returns the delivery; rejects with the signal's reason (an AbortError by
+   *   default) when `options.signal` aborts, and with ERR_VFIO_CLOSED when this
+   *   object is closed meanwhile
+   */
   next(options: InterruptWaitOptions = {}): Promise<InterruptEvent> {
     if (this.#closed) return Promise.reject(VfioError.closed('interrupts'));
     const { signal } = options;
@@ -116,7 +164,11 @@ export class Interrupts extends EventEmitter {
     });
   }
 
-  /** Iterates deliveries until closed or aborted; nothing is dropped between iterations. */
+  /**
+   * Iterates deliveries until this object closes (the iteration then ends)
+   * or `options.signal` aborts (it then throws the signal's reason).
+   * Deliveries that arrive between iterations are queued, not dropped.
+   */
   async *events(options: InterruptWaitOptions = {}): AsyncGenerator<InterruptEvent, void, undefined> {
     const { signal } = options;
     const queue: InterruptEvent[] = [];
@@ -151,11 +203,15 @@ export class Interrupts extends EventEmitter {
     }
   }
 
+  /** `for await (const e of irqs)`: the same as {@link Interrupts.events} without a signal. */
   [Symbol.asyncIterator](): AsyncGenerator<InterruptEvent, void, undefined> {
     return this.events();
   }
 
-  /** Disables the IRQ index on the device and closes the eventfds. Idempotent. */
+  /**
+   * Disables the IRQ index on the device and closes the eventfds, then emits
+   * `'close'`: pending `next()` calls reject and iterations end. Idempotent.
+   */
   close(): void {
     if (this.#closed) return;
     this.#closed = true;
@@ -167,6 +223,7 @@ export class Interrupts extends EventEmitter {
     }
   }
 
+  /** Same as `close()`, for `using`. */
   [Symbol.dispose](): void {
     this.close();
   }
@@ -176,7 +233,12 @@ function abortError(): Error {
   return new DOMException('The operation was aborted', 'AbortError');
 }
 
-/** A bare eventfd (non-blocking, close-on-exec), e.g. to hand to SET_IRQS yourself. */
+/**
+ * A bare eventfd (non-blocking, close-on-exec), e.g. to hand to
+ * {@link Device.setIrqs} yourself. Its `fd` is the number to pass; `start()`
+ * watches it on this thread's loop, `read()` takes the counter, `signal()`
+ * adds to it, and `close()` closes it.
+ */
 export function createEventFd(): NativeEventFd {
   return native().eventfd();
 }

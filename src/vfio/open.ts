@@ -12,8 +12,14 @@ import { VfioError } from '../errors.js';
 import { Group } from './group.js';
 import { IOMMUFD_PATH, IommuFd, type Ioas } from '../iommufd/iommufd.js';
 
+/**
+ * Which path {@link openDevice} takes: `'group'` (the legacy group and type1
+ * container), `'cdev'` (the device cdev bound to an iommufd), or `'auto'`
+ * (cdev + iommufd when the device has a cdev and `/dev/iommu` exists, else group).
+ */
 export type BackendChoice = 'group' | 'cdev' | 'auto';
 
+/** Options of {@link openDevice}. */
 export interface OpenDeviceOptions {
   /** 'group' (type1 container), 'cdev' (iommufd) or 'auto' (cdev + iommufd when the kernel has them). */
   backend?: BackendChoice;
@@ -21,35 +27,55 @@ export interface OpenDeviceOptions {
   root?: string;
 }
 
-/** A device with its DMA space; close() closes everything in order. */
+/** A device with its DMA space, from {@link openDevice}; close() closes everything in order. */
 export interface OpenedDevice {
+  /** The opened device: its IOMMU is set (group path) or it is bound and attached (cdev path). */
   device: Device;
+  /** Where to map its DMA: the {@link Container} on the group path, the {@link Ioas} on the cdev path. */
   dma: DmaSpace;
+  /** The path that was taken ('auto' resolved). */
   backend: 'group' | 'cdev';
   /** The group path's pieces, or the cdev path's, for those who need them. */
   container?: Container;
+  /** The device's group (group path only). */
   group?: Group;
+  /** The iommufd the device is bound to (cdev path only). */
   iommufd?: IommuFd;
+  /** The IOAS the device is attached to (cdev path only); the same object as `dma`. */
   ioas?: Ioas;
+  /** Closes the device, then its group and container, or its IOAS and iommufd. Idempotent. */
   close(): void;
+  /** Same as `close()`, for `using`. */
   [Symbol.dispose](): void;
 }
 
+/** Where a device is, from {@link resolveDevice}. Paths are system paths (not under a test root). */
 export interface ResolvedDevice {
   /** The sysfs name: an mdev UUID (lower case) or a PCI address. */
   name: string;
+  /** The bus the device is on. */
   bus: 'mdev' | 'pci';
+  /** The IOMMU group number. */
   iommuGroup: number;
   /** /dev/vfio/N (or noiommu-N). */
   groupPath: string;
   /** The cdev node name ('vfio0') or null. */
   cdev: string | null;
+  /** `/dev/vfio/devices/vfioN`, or null when the device has no cdev (not bound to a VFIO driver, or no CONFIG_VFIO_DEVICE_CDEV). */
   cdevPath: string | null;
 }
 
 const PCI_ADDRESS = /^[0-9a-f]{4}:[0-9a-f]{2}:[0-9a-f]{2}\.[0-7]$/;
 
-/** Finds a device's group and cdev from its name, PCI address (short forms accepted) or cdev path. */
+/**
+ * Finds a device's group and cdev in sysfs.
+ *
+ * @param spec - an mdev UUID (any case), a PCI address ('0000:00:03.0', or the
+ *   short form '00:03.0'), or a device cdev path ('/dev/vfio/devices/vfio0')
+ * @param root - where `/sys` and `/dev` are found; default `/`
+ * @throws {@link VfioError} ENOENT when there is no such device, or it has no
+ *   IOMMU group (not bound to a VFIO driver); the hint says what to do
+ */
 export function resolveDevice(spec: string, root = '/'): ResolvedDevice {
   const sys = (...p: string[]): string => join(root, 'sys', ...p);
   let name = spec.trim().toLowerCase();
@@ -100,6 +126,18 @@ function opened(o: Omit<OpenedDevice, 'close' | typeof Symbol.dispose>, close: (
  * Opens a device ready for use: on 'group', a type1v2 container with the
  * device's group in it; on 'cdev', the device cdev bound to a new iommufd and
  * attached to a fresh IOAS. 'auto' (the default) prefers cdev + iommufd.
+ * Whatever was opened is closed again when a step fails.
+ *
+ * @param spec - an mdev UUID, a PCI address or a device cdev path, as {@link resolveDevice} takes
+ * @example
+ * ```ts
+ * using dev = openDevice('0000:00:03.0');
+ * const bar0 = dev.device.region(0);
+ * ```
+ * @throws TypeError for an unknown backend
+ * @throws {@link VfioError} ENOENT when the device, its group or its cdev is
+ *   missing; the errors of {@link Group.open}, {@link Container.setIommu},
+ *   {@link Device.bind} and {@link Device.attach} (EBUSY, EPERM, EACCES, …)
  */
 export function openDevice(spec: string, options: OpenDeviceOptions = {}): OpenedDevice {
   const root = options.root ?? '/';

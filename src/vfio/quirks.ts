@@ -8,6 +8,7 @@ import { readlinkSync } from 'node:fs';
 import { basename, join } from 'node:path';
 import { VfioError } from '../errors.js';
 
+/** A kernel driver bug that makes pread/pwrite of some regions unsafe. @internal */
 export interface RegionQuirk {
   /** Region indexes whose read()/write() must not be used. */
   indexes: readonly number[];
@@ -37,7 +38,14 @@ const QUIRKS: Record<string, RegionQuirk[]> = {
   ],
 };
 
-/** The driver bound to the named device (mdev or PCI), or null. */
+/**
+ * The kernel driver bound to a device, from its sysfs `driver` link.
+ *
+ * @param name - an mdev UUID or a full PCI address ('0000:00:03.0')
+ * @param sysRoot - where `/sys` is found; default `/`
+ * @returns the driver's name ('vfio-pci', 'mtty', 'mbochs', …), or null when
+ *   the device is unbound or does not exist
+ */
 export function boundDriver(name: string, sysRoot = '/'): string | null {
   for (const bus of ['mdev', 'pci']) {
     try {
@@ -49,7 +57,11 @@ export function boundDriver(name: string, sysRoot = '/'): string | null {
   return null;
 }
 
-/** Throws if region `index` of a device bound to `driver` must not be read or written. */
+/**
+ * Throws ERR_VFIO_DRIVER_QUIRK if region `index` of a device bound to `driver` must not be read or written.
+ *
+ * @internal
+ */
 export function checkRegionAccess(driver: string | null, index: number): void {
   if (!driver) return;
   for (const q of QUIRKS[driver] ?? []) {

@@ -28,9 +28,11 @@ export interface MmapOptions {
  * reset, so a stale reference reads nothing instead of faulting.
  */
 export class MappedRegion {
+  /** The region index that is mapped (-1 for a {@link GfxDmabuf} mapping). */
   readonly index: number;
   /** Offset of the view within the region. */
   readonly offset: bigint;
+  /** Length of the view in bytes. */
   readonly length: bigint;
   readonly #m: NativeMapping;
   readonly #onUnmap: (m: MappedRegion) => void;
@@ -46,62 +48,148 @@ export class MappedRegion {
     if (m.writable) markAsUntransferable(m.buffer);
   }
 
+  /** False once unmapped (by `unmap()`, or by the device's close, reset or views revocation). */
   get mapped(): boolean {
     return this.#m.mapped;
   }
 
+  /** Whether the mapping is writable; read-only mappings have no `buffer`, only `readInto()`. */
   get writable(): boolean {
     return this.#m.writable;
   }
 
-  /** The ArrayBuffer over the device memory (writable mappings only). */
+  /**
+   * The ArrayBuffer over the device memory (writable mappings only). It is
+   * detached (byteLength 0) once unmapped, and cannot be transferred to a worker.
+   *
+   * @throws TypeError on a read-only mapping
+   * @throws {@link VfioError} ERR_VFIO_CLOSED once unmapped
+   */
   get buffer(): ArrayBuffer {
     return this.#m.buffer;
   }
 
-  /** A byte view over the device memory (writable mappings only). */
+  /**
+   * A byte view over the device memory (writable mappings only), for bulk
+   * data such as framebuffers; use `read32()` and friends for registers.
+   *
+   * @throws {@link VfioError} ERR_VFIO_CLOSED once unmapped
+   */
   get bytes(): Uint8Array {
     if (!this.#m.mapped) throw VfioError.closed(`mapping of region ${this.index}`);
     this.#bytes ??= new Uint8Array(this.#m.buffer);
     return this.#bytes;
   }
 
-  /** Copies `dst.length` bytes out of the mapping at `offset` (works on read-only mappings). */
+  /**
+   * Copies `dst.length` bytes out of the mapping at `offset` (works on read-only mappings).
+   *
+   * @returns the number of bytes copied
+   * @throws RangeError when the span lies outside the mapping
+   */
   readInto(offset: bigint | number, dst: Uint8Array): number {
     return this.#m.readInto(toU64(offset, 'offset'), dst);
   }
 
-  /** Copies `src` into the mapping at `offset`. */
+  /**
+   * Copies `src` into the mapping at `offset`.
+   *
+   * @returns the number of bytes copied
+   * @throws RangeError when the span lies outside the mapping
+   * @throws TypeError on a read-only mapping
+   */
   writeFrom(offset: bigint | number, src: Uint8Array): number {
     return this.#m.writeFrom(toU64(offset, 'offset'), src);
   }
 
   /**
-   * Width-exact, naturally aligned volatile accesses, for device registers:
+   * One 8-bit volatile load. This and the other `readN`/`writeN` methods are
+   * width-exact, naturally aligned volatile accesses, for device registers:
    * a DataView reads bytewise and memcpy picks its own widths, which MMIO
    * registers (edu's, for one) answer differently or not at all.
+   *
+   * @param offset - byte offset within the mapping
+   * @throws RangeError when outside the mapping
+   * @throws {@link VfioError} ERR_VFIO_CLOSED once unmapped
    */
   read8(offset: bigint | number): number {
     return this.#m.load(u64Arg(offset, 'offset'), 1);
   }
+  /**
+   * One 16-bit volatile load.
+   *
+   * @param offset - byte offset within the mapping, a multiple of the width
+   * @throws RangeError when misaligned or outside the mapping
+   * @throws {@link VfioError} ERR_VFIO_CLOSED once unmapped
+   */
   read16(offset: bigint | number): number {
     return this.#m.load(u64Arg(offset, 'offset'), 2);
   }
+  /**
+   * One 32-bit volatile load.
+   *
+   * @param offset - byte offset within the mapping, a multiple of the width
+   * @throws RangeError when misaligned or outside the mapping
+   * @throws {@link VfioError} ERR_VFIO_CLOSED once unmapped
+   */
   read32(offset: bigint | number): number {
     return this.#m.load(u64Arg(offset, 'offset'), 4);
   }
+  /**
+   * One 64-bit volatile load.
+   *
+   * @param offset - byte offset within the mapping, a multiple of the width
+   * @throws RangeError when misaligned or outside the mapping
+   * @throws {@link VfioError} ERR_VFIO_CLOSED once unmapped
+   */
   read64(offset: bigint | number): bigint {
     return this.#m.load(u64Arg(offset, 'offset'), 8);
   }
+  /**
+   * One 8-bit volatile store.
+   *
+   * @param offset - byte offset within the mapping, a multiple of the width
+   * @param value - must fit in 8 bits
+   * @throws RangeError when misaligned, outside the mapping, or the value does not fit
+   * @throws TypeError on a read-only mapping
+   * @throws {@link VfioError} ERR_VFIO_CLOSED once unmapped
+   */
   write8(offset: bigint | number, value: number): void {
     this.#m.store(u64Arg(offset, 'offset'), 1, value);
   }
+  /**
+   * One 16-bit volatile store.
+   *
+   * @param offset - byte offset within the mapping, a multiple of the width
+   * @param value - must fit in 16 bits
+   * @throws RangeError when misaligned, outside the mapping, or the value does not fit
+   * @throws TypeError on a read-only mapping
+   * @throws {@link VfioError} ERR_VFIO_CLOSED once unmapped
+   */
   write16(offset: bigint | number, value: number): void {
     this.#m.store(u64Arg(offset, 'offset'), 2, value);
   }
+  /**
+   * One 32-bit volatile store.
+   *
+   * @param offset - byte offset within the mapping, a multiple of the width
+   * @param value - must fit in 32 bits
+   * @throws RangeError when misaligned, outside the mapping, or the value does not fit
+   * @throws TypeError on a read-only mapping
+   * @throws {@link VfioError} ERR_VFIO_CLOSED once unmapped
+   */
   write32(offset: bigint | number, value: number): void {
     this.#m.store(u64Arg(offset, 'offset'), 4, value);
   }
+  /**
+   * One 64-bit volatile store.
+   *
+   * @param offset - byte offset within the mapping, a multiple of the width
+   * @param value - must fit in 64 bits (a bigint)
+   * @throws RangeError when misaligned, outside the mapping, or the value does not fit
+   * @throws TypeError on a read-only mapping
+   * @throws {@link VfioError} ERR_VFIO_CLOSED once unmapped
+   */
   write64(offset: bigint | number, value: bigint): void {
     this.#m.store(u64Arg(offset, 'offset'), 8, value);
   }
@@ -114,6 +202,7 @@ export class MappedRegion {
     this.#onUnmap(this);
   }
 
+  /** Same as `unmap()`, for `using`. */
   [Symbol.dispose](): void {
     this.unmap();
   }
@@ -125,6 +214,7 @@ export class MappedRegion {
  * syscall (RangeError), and is exactly the width asked for.
  */
 export class Region {
+  /** The region's info as {@link Device.regionInfo} returned it when this object was made. */
   readonly info: RegionInfo;
   readonly #dev: Device;
   /** The region's offset and size as numbers when both are safe integers (the fast path), else -1. */
@@ -140,9 +230,11 @@ export class Region {
     this.#size = safe ? Number(info.size) : -1;
   }
 
+  /** The region index. */
   get index(): number {
     return this.info.index;
   }
+  /** The region's size in bytes. */
   get size(): bigint {
     return this.info.size;
   }
@@ -176,28 +268,101 @@ export class Region {
     native().regionWrite(this.#dev.handle('region write'), at, width, value);
   }
 
+  /**
+   * One 1-byte pread at `offset`, so the device sees exactly one 8-bit access.
+   *
+   * @param offset - byte offset within the region
+   * @throws RangeError when the access lies outside the region
+   * @throws {@link VfioError} EACCES when the region is not readable; ERR_VFIO_DRIVER_QUIRK
+   *   for a region a sample driver mishandles (see the hint); the errno of a failed pread
+   */
   read8(offset: bigint | number): number {
     return this.#read(offset, 1);
   }
+  /**
+   * One 2-byte pread at `offset`, so the device sees exactly one 16-bit access.
+   *
+   * @param offset - byte offset within the region
+   * @throws RangeError when the access lies outside the region
+   * @throws {@link VfioError} EACCES when the region is not readable; ERR_VFIO_DRIVER_QUIRK
+   *   for a region a sample driver mishandles (see the hint); the errno of a failed pread
+   */
   read16(offset: bigint | number): number {
     return this.#read(offset, 2);
   }
+  /**
+   * One 4-byte pread at `offset`, so the device sees exactly one 32-bit access.
+   *
+   * @param offset - byte offset within the region
+   * @throws RangeError when the access lies outside the region
+   * @throws {@link VfioError} EACCES when the region is not readable; ERR_VFIO_DRIVER_QUIRK
+   *   for a region a sample driver mishandles (see the hint); the errno of a failed pread
+   */
   read32(offset: bigint | number): number {
     return this.#read(offset, 4);
   }
+  /**
+   * One 8-byte pread at `offset`, so the device sees exactly one 64-bit access.
+   *
+   * @param offset - byte offset within the region
+   * @throws RangeError when the access lies outside the region
+   * @throws {@link VfioError} EACCES when the region is not readable; ERR_VFIO_DRIVER_QUIRK
+   *   for a region a sample driver mishandles (see the hint); the errno of a failed pread
+   */
   read64(offset: bigint | number): bigint {
     const at = this.#at(offset, 8, false);
     return native().regionRead(this.#dev.handle('region read'), at, 8);
   }
+  /**
+   * One 1-byte pwrite at `offset`, so the device sees exactly one 8-bit access.
+   * A config-space write that clears Memory Space Enable first revokes the BAR views.
+   *
+   * @param offset - byte offset within the region
+   * @param value - an integer in 0 … 2^8 − 1
+   * @throws RangeError when the access lies outside the region or the value does not fit
+   * @throws {@link VfioError} EACCES when the region is not writable; ERR_VFIO_DRIVER_QUIRK
+   *   for a region a sample driver mishandles (see the hint); the errno of a failed pwrite
+   */
   write8(offset: bigint | number, value: number): void {
     this.#write(offset, 1, value);
   }
+  /**
+   * One 2-byte pwrite at `offset`, so the device sees exactly one 16-bit access.
+   * A config-space write that clears Memory Space Enable first revokes the BAR views.
+   *
+   * @param offset - byte offset within the region
+   * @param value - an integer in 0 … 2^16 − 1
+   * @throws RangeError when the access lies outside the region or the value does not fit
+   * @throws {@link VfioError} EACCES when the region is not writable; ERR_VFIO_DRIVER_QUIRK
+   *   for a region a sample driver mishandles (see the hint); the errno of a failed pwrite
+   */
   write16(offset: bigint | number, value: number): void {
     this.#write(offset, 2, value);
   }
+  /**
+   * One 4-byte pwrite at `offset`, so the device sees exactly one 32-bit access.
+   * A config-space write that clears Memory Space Enable first revokes the BAR views.
+   *
+   * @param offset - byte offset within the region
+   * @param value - an integer in 0 … 2^32 − 1
+   * @throws RangeError when the access lies outside the region or the value does not fit
+   * @throws {@link VfioError} EACCES when the region is not writable; ERR_VFIO_DRIVER_QUIRK
+   *   for a region a sample driver mishandles (see the hint); the errno of a failed pwrite
+   */
   write32(offset: bigint | number, value: number): void {
     this.#write(offset, 4, value);
   }
+  /**
+   * One 8-byte pwrite at `offset`, so the device sees exactly one 64-bit access.
+   * A config-space write that clears Memory Space Enable first revokes the BAR views.
+   *
+   * @param offset - byte offset within the region
+   * @param value - a bigint of at most 64 bits
+   * @throws RangeError when the access lies outside the region or the value does not fit
+   * @throws {@link VfioError} EACCES when the region is not writable; ERR_VFIO_DRIVER_QUIRK
+   *   for a region a sample driver mishandles (see the hint); the errno of a failed pwrite
+   * @throws TypeError when the value is not a bigint
+   */
   write64(offset: bigint | number, value: bigint): void {
     if (typeof value !== 'bigint') throw new TypeError('a 64-bit value must be a bigint');
     if (value < 0n || value > 0xffff_ffff_ffff_ffffn) throw new RangeError('value must fit in 64 bits');
@@ -206,7 +371,15 @@ export class Region {
     native().regionWrite(this.#dev.handle('region write'), at, 8, value);
   }
 
-  /** Reads `dst.length` bytes at `offset` into `dst` (the kernel splits them as the driver does). */
+  /**
+   * Reads `dst.length` bytes at `offset` into `dst` with one pread (the
+   * driver decides the access widths; use `read32()` and friends for registers).
+   *
+   * @returns `dst`
+   * @throws TypeError when `dst` is not a Uint8Array
+   * @throws RangeError when the span lies outside the region
+   * @throws {@link VfioError} EACCES when the region is not readable; ERR_VFIO_DRIVER_QUIRK (see the hint)
+   */
   readInto(offset: bigint | number, dst: Uint8Array): Uint8Array {
     if (!(dst instanceof Uint8Array)) throw new TypeError('dst must be a Uint8Array or Buffer');
     const at = this.#at(offset, dst.length, false);
@@ -214,12 +387,23 @@ export class Region {
     return dst;
   }
 
-  /** Reads `length` bytes at `offset` into a new Buffer. */
+  /**
+   * Reads `length` bytes at `offset` into a new Buffer, as {@link Region.readInto} does.
+   *
+   * @throws RangeError when the span lies outside the region
+   */
   read(offset: bigint | number, length: number): Buffer {
     return this.readInto(offset, Buffer.alloc(toU32(length, 'length'))) as Buffer;
   }
 
-  /** Writes all of `src` at `offset`. */
+  /**
+   * Writes all of `src` at `offset` with one pwrite (the driver decides the
+   * access widths).
+   *
+   * @throws TypeError when `src` is not a Uint8Array
+   * @throws RangeError when the span lies outside the region
+   * @throws {@link VfioError} EACCES when the region is not writable; ERR_VFIO_DRIVER_QUIRK (see the hint)
+   */
   write(offset: bigint | number, src: Uint8Array): void {
     if (!(src instanceof Uint8Array)) throw new TypeError('src must be a Uint8Array or Buffer');
     const at = this.#at(offset, src.length, true);
