@@ -7,19 +7,26 @@
 import { VfioError } from '../errors.js';
 import { LAYOUTS, offsetOf, type FieldName, type StructName } from './layouts.js';
 
-/** A struct is shorter than its fixed part (or than what it says it holds). */
+/**
+ * The `code` of the {@link VfioError} a decoder throws when the kernel's
+ * reply is shorter than its struct's fixed part (or than what it says it holds).
+ */
 export const ERR_VFIO_BAD_STRUCT = 'ERR_VFIO_BAD_STRUCT';
-/** A capability chain is malformed: out of bounds, misaligned, looping, too long. */
+/**
+ * The `code` of the {@link VfioError} a decoder throws when a capability
+ * chain is malformed: a `next` offset out of bounds, misaligned or going
+ * backwards (a loop), or more than 64 capabilities.
+ */
 export const ERR_VFIO_BAD_CAP_CHAIN = 'ERR_VFIO_BAD_CAP_CHAIN';
-/** One capability's contents do not fit the bytes it occupies. */
+/** The `code` of the {@link VfioError} a decoder throws when one capability's contents do not fit the bytes it occupies. */
 export const ERR_VFIO_BAD_CAP = 'ERR_VFIO_BAD_CAP';
 
-/** A VfioError for malformed kernel data; the message starts with the code. */
+/** A VfioError for malformed kernel data; the message starts with the code. @internal */
 export function malformed(code: string, message: string): VfioError {
   return new VfioError({ code, message: `${code}: ${message}` });
 }
 
-/** Throws a TypeError unless `buf` is a Uint8Array (a Buffer is one); returns it as a Buffer view. */
+/** Throws a TypeError unless `buf` is a Uint8Array (a Buffer is one); returns it as a Buffer view. @internal */
 export function asBuffer(buf: unknown, what = 'buffer'): Buffer {
   if (Buffer.isBuffer(buf)) return buf;
   if (buf instanceof Uint8Array) return Buffer.from(buf.buffer, buf.byteOffset, buf.byteLength);
@@ -32,7 +39,7 @@ function describe(v: unknown): string {
   return typeof v === 'object' ? `an instance of ${(v as object).constructor?.name ?? 'Object'}` : typeof v;
 }
 
-/** Hex with a 0x prefix, for messages. */
+/** Hex with a 0x prefix, for messages. @internal */
 export function hex(n: number | bigint): string {
   return `0x${n.toString(16)}`;
 }
@@ -41,6 +48,8 @@ export function hex(n: number | bigint): string {
  * Bounds-checked reads of one struct at `base` inside a buffer. Field offsets
  * come from {@link LAYOUTS}; a field that lies past the end of the buffer
  * throws {@link ERR_VFIO_BAD_STRUCT}.
+ *
+ * @internal
  */
 export class StructView<S extends StructName> {
   /**
@@ -106,7 +115,7 @@ export class StructView<S extends StructName> {
   }
 }
 
-/** Shorthand for `new StructView(buf, struct, base, need)`. */
+/** Shorthand for `new StructView(buf, struct, base, need)`. @internal */
 export function view<S extends StructName>(buf: Buffer, struct: S, base = 0, need?: number): StructView<S> {
   return new StructView(buf, struct, base, need);
 }
@@ -114,6 +123,8 @@ export function view<S extends StructName>(buf: Buffer, struct: S, base = 0, nee
 /**
  * A zeroed buffer for one struct plus `extra` trailing bytes, with field
  * writers. Values must already be validated (see the `check*` helpers).
+ *
+ * @internal
  */
 export class StructWriter<S extends StructName> {
   /** The struct's bytes (size + extra), zero-filled. */
@@ -159,28 +170,28 @@ function checkInt(value: unknown, name: string, min: number, max: number, what: 
   return value;
 }
 
-/** A number that fits `__u32`, else TypeError/RangeError. */
+/** A number that fits `__u32`, else TypeError/RangeError. @internal */
 export function checkU32(value: unknown, name: string): number {
   return checkInt(value, name, 0, 0xffff_ffff, 'an unsigned 32-bit integer');
 }
 
-/** A number that fits `__s32`, else TypeError/RangeError. */
+/** A number that fits `__s32`, else TypeError/RangeError. @internal */
 export function checkS32(value: unknown, name: string): number {
   return checkInt(value, name, -0x8000_0000, 0x7fff_ffff, 'a signed 32-bit integer');
 }
 
-/** A file descriptor: 0..2^31-1 (or -1 when `allowMinusOne`). */
+/** A file descriptor: 0..2^31-1 (or -1 when `allowMinusOne`). @internal */
 export function checkFd(value: unknown, name: string, allowMinusOne = false): number {
   return checkInt(value, name, allowMinusOne ? -1 : 0, 0x7fff_ffff, allowMinusOne ? 'a file descriptor or -1' : 'a file descriptor');
 }
 
-/** Throws RangeError when `flags` has bits outside `allowed`. */
+/** Throws RangeError when `flags` has bits outside `allowed`. @internal */
 export function checkFlagBits(flags: number, allowed: number, name: string): void {
   const extra = (flags & ~allowed) >>> 0;
   if (extra !== 0) throw new RangeError(`${name} has unknown bits ${hex(extra)} (allowed ${hex(allowed)})`);
 }
 
-/** The number of set bits of a 32-bit value. */
+/** The number of set bits of a 32-bit value. @internal */
 export function popcount(v: number): number {
   let n = 0;
   for (let x = v >>> 0; x !== 0; x = (x & (x - 1)) >>> 0) n++;
@@ -190,6 +201,13 @@ export function popcount(v: number): number {
 /**
  * Names of the set bits of `flags`, in bit order, from a `{ NAME: bit }`
  * table; bits the table does not know appear as `BIT<n>`.
+ *
+ * @param flags - a flags word
+ * @param table - such as {@link DEVICE_FLAGS} or {@link REGION_FLAGS}
+ * @example
+ * ```ts
+ * bitNames(0b1011, REGION_FLAGS); // ['READ', 'WRITE', 'CAPS']
+ * ```
  */
 export function bitNames(flags: number | bigint, table: Readonly<Record<string, number>>): string[] {
   // Decoders call this on every INFO reply: the table's sorted entries and each

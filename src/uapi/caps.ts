@@ -29,7 +29,7 @@ import {
 } from './constants.js';
 import { LAYOUTS, type FieldName, type StructName } from './layouts.js';
 
-/** sizeof(struct vfio_info_cap_header). */
+/** sizeof(struct vfio_info_cap_header): 8 bytes (id, version, next). */
 export const CAP_HEADER_SIZE = LAYOUTS.vfio_info_cap_header.size;
 
 /**
@@ -47,6 +47,7 @@ export const MAX_CAPS = 64;
 export interface RawCap {
   /** Capability id (meaning depends on the INFO ioctl). */
   id: number;
+  /** The capability's version (the header's `version`). */
   version: number;
   /** Byte offset of the header from the start of the info buffer. */
   offset: number;
@@ -122,12 +123,15 @@ export function walkCaps(buf: Buffer, firstOffset: number, options: WalkCapsOpti
 
 /** Fields every decoded capability has. */
 export interface CapBase {
+  /** The capability id from its header; its meaning depends on the INFO ioctl (region, device or type1 IOMMU info). */
   id: number;
+  /** The capability's version from its header. */
   version: number;
 }
 
 /** A capability this package does not decode, kept as raw bytes (header included). */
 export interface UnknownCap extends CapBase {
+  /** Discriminant of the decoded capability unions: `'unknown'` for an id this package does not decode. */
   kind: 'unknown';
   /** A copy of the capability's bytes, header included (padding included for the last one). */
   raw: Buffer;
@@ -135,21 +139,30 @@ export interface UnknownCap extends CapBase {
 
 /** VFIO_REGION_INFO_CAP_SPARSE_MMAP: the only areas of the region that may be mmapped. */
 export interface SparseMmapCap extends CapBase {
+  /** Discriminant of the decoded capability union: `'sparse-mmap'`. */
   kind: 'sparse-mmap';
-  /** Offsets are relative to the start of the region. */
-  areas: { offset: bigint; size: bigint }[];
+  /** The mmappable areas, in the kernel's order. */
+  areas: {
+    /** Byte offset of the area from the start of the region. */
+    offset: bigint;
+    /** The area's length in bytes. */
+    size: bigint;
+  }[];
 }
 
 /** VFIO_REGION_INFO_CAP_TYPE: what a device-specific region is. */
 export interface RegionTypeCap extends CapBase {
+  /** Discriminant of the decoded capability union: `'type'`. */
   kind: 'type';
   /** VFIO_REGION_TYPE_* (PCI_VENDOR_TYPE | vendor id for vendor types). */
   type: number;
+  /** VFIO_REGION_SUBTYPE_*, numbered per type (e.g. {@link VFIO_REGION_SUBTYPE_GFX_EDID} of GFX). */
   subtype: number;
 }
 
 /** VFIO_REGION_INFO_CAP_MSIX_MAPPABLE: the MSI-X table's BAR may be mmapped (header only). */
 export interface MsixMappableCap extends CapBase {
+  /** Discriminant of the decoded capability union: `'msix-mappable'`. */
   kind: 'msix-mappable';
 }
 
@@ -158,16 +171,24 @@ export type RegionCap = SparseMmapCap | RegionTypeCap | MsixMappableCap | Unknow
 
 /** VFIO_IOMMU_TYPE1_INFO_CAP_IOVA_RANGE: the usable IOVA ranges. */
 export interface IovaRangeCap extends CapBase {
+  /** Discriminant of the decoded capability union: `'iova-range'`. */
   kind: 'iova-range';
-  /** `end` is inclusive. */
-  ranges: { start: bigint; end: bigint }[];
+  /** The usable ranges, in the kernel's order. */
+  ranges: {
+    /** The first usable IOVA. */
+    start: bigint;
+    /** The last usable IOVA (inclusive). */
+    end: bigint;
+  }[];
 }
 
 /** VFIO_IOMMU_TYPE1_INFO_CAP_MIGRATION: dirty page logging support. */
 export interface Type1MigrationCap extends CapBase {
+  /** Discriminant of the decoded capability union: `'migration'`. */
   kind: 'migration';
+  /** The capability's flags (none are defined on Linux 6.12). */
   flags: number;
-  /** Page sizes supported for dirty logging. */
+  /** Page sizes supported for dirty logging, one bit per power of two (bit 12: 4 KiB). */
   pgsizeBitmap: bigint;
   /** Largest dirty bitmap, in bytes. */
   maxDirtyBitmapSize: bigint;
@@ -175,7 +196,9 @@ export interface Type1MigrationCap extends CapBase {
 
 /** VFIO_IOMMU_TYPE1_INFO_DMA_AVAIL: how many more DMA mappings are allowed. */
 export interface DmaAvailCap extends CapBase {
+  /** Discriminant of the decoded capability union: `'dma-avail'`. */
   kind: 'dma-avail';
+  /** How many more mappings the container accepts before ENOSPC (type1's `dma_entry_limit` minus those in use). */
   avail: number;
 }
 
@@ -184,7 +207,9 @@ export type Type1Cap = IovaRangeCap | Type1MigrationCap | DmaAvailCap | UnknownC
 
 /** VFIO_DEVICE_INFO_CAP_PCI_ATOMIC_COMP: AtomicOp completion widths supported to the root bus. */
 export interface PciAtomicCompCap extends CapBase {
+  /** Discriminant of the decoded capability union: `'pci-atomic-comp'`. */
   kind: 'pci-atomic-comp';
+  /** VFIO_PCI_ATOMIC_COMP* bits (see {@link ATOMIC_COMP_FLAGS}). */
   flags: number;
   /** 'COMP32', 'COMP64', 'COMP128'. */
   flagNames: string[];
@@ -232,12 +257,17 @@ function capEntries<S extends StructName, E extends StructName, T>(
   return Array.from({ length: count }, (_, i) => decode(view(raw.bytes, elem, start + i * size)));
 }
 
-/** An undecoded capability, its bytes copied. */
+/** An undecoded capability, its bytes copied. @internal */
 export function unknownCap(raw: RawCap): UnknownCap {
   return { id: raw.id, version: raw.version, kind: 'unknown', raw: Buffer.from(raw.bytes) };
 }
 
-/** Decodes one region-info capability. */
+/**
+ * Decodes one region-info capability: SPARSE_MMAP, TYPE, MSIX_MAPPABLE; any
+ * other id is kept raw as an {@link UnknownCap}.
+ *
+ * @throws {@link VfioError} {@link ERR_VFIO_BAD_CAP} when its contents do not fit its bytes
+ */
 export function decodeRegionCap(raw: RawCap): RegionCap {
   const base = { id: raw.id, version: raw.version };
   switch (raw.id) {
@@ -260,7 +290,12 @@ export function decodeRegionCap(raw: RawCap): RegionCap {
   }
 }
 
-/** Decodes one type1 IOMMU-info capability. */
+/**
+ * Decodes one type1 IOMMU-info capability: IOVA_RANGE, MIGRATION, DMA_AVAIL;
+ * any other id is kept raw as an {@link UnknownCap}.
+ *
+ * @throws {@link VfioError} {@link ERR_VFIO_BAD_CAP} when its contents do not fit its bytes
+ */
 export function decodeType1Cap(raw: RawCap): Type1Cap {
   const base = { id: raw.id, version: raw.version };
   switch (raw.id) {
@@ -291,7 +326,12 @@ export function decodeType1Cap(raw: RawCap): Type1Cap {
   }
 }
 
-/** Decodes one device-info capability (zPCI ids 1-4 are kept raw). */
+/**
+ * Decodes one device-info capability: PCI_ATOMIC_COMP; the zPCI ids 1–4 and
+ * any other id are kept raw as an {@link UnknownCap}.
+ *
+ * @throws {@link VfioError} {@link ERR_VFIO_BAD_CAP} when its contents do not fit its bytes
+ */
 export function decodeDeviceCap(raw: RawCap): DeviceCap {
   if (raw.id === VFIO_DEVICE_INFO_CAP_PCI_ATOMIC_COMP) {
     const v = capView(raw, 'vfio_device_info_cap_pci_atomic_comp', 'PCI_ATOMIC_COMP');
@@ -301,17 +341,29 @@ export function decodeDeviceCap(raw: RawCap): DeviceCap {
   return unknownCap(raw);
 }
 
-/** Walks and decodes a region-info chain (see {@link walkCaps}). */
+/**
+ * Walks and decodes a region-info chain (see {@link walkCaps} and {@link decodeRegionCap}).
+ *
+ * @throws {@link VfioError} {@link ERR_VFIO_BAD_CAP_CHAIN} or {@link ERR_VFIO_BAD_CAP}
+ */
 export function decodeRegionCaps(buf: Buffer, firstOffset: number, options?: WalkCapsOptions): RegionCap[] {
   return walkCaps(buf, firstOffset, options).map(decodeRegionCap);
 }
 
-/** Walks and decodes a type1 IOMMU-info chain (see {@link walkCaps}). */
+/**
+ * Walks and decodes a type1 IOMMU-info chain (see {@link walkCaps} and {@link decodeType1Cap}).
+ *
+ * @throws {@link VfioError} {@link ERR_VFIO_BAD_CAP_CHAIN} or {@link ERR_VFIO_BAD_CAP}
+ */
 export function decodeType1Caps(buf: Buffer, firstOffset: number, options?: WalkCapsOptions): Type1Cap[] {
   return walkCaps(buf, firstOffset, options).map(decodeType1Cap);
 }
 
-/** Walks and decodes a device-info chain (see {@link walkCaps}). */
+/**
+ * Walks and decodes a device-info chain (see {@link walkCaps} and {@link decodeDeviceCap}).
+ *
+ * @throws {@link VfioError} {@link ERR_VFIO_BAD_CAP_CHAIN} or {@link ERR_VFIO_BAD_CAP}
+ */
 export function decodeDeviceCaps(buf: Buffer, firstOffset: number, options?: WalkCapsOptions): DeviceCap[] {
   return walkCaps(buf, firstOffset, options).map(decodeDeviceCap);
 }

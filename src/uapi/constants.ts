@@ -141,15 +141,25 @@ export const VFIO_UPDATE_VADDR = 10;
 
 /** Extension ids by name, for `checkExtension` tables and messages. */
 export const VFIO_EXTENSIONS = {
+  /** {@link VFIO_TYPE1_IOMMU}: x86 type1 IOMMU (v1 unmap semantics). */
   TYPE1: VFIO_TYPE1_IOMMU,
+  /** {@link VFIO_SPAPR_TCE_IOMMU}: POWER sPAPR TCE. */
   SPAPR_TCE: VFIO_SPAPR_TCE_IOMMU,
+  /** {@link VFIO_TYPE1v2_IOMMU}: type1 v2 (the default; exact unmap semantics). */
   TYPE1v2: VFIO_TYPE1v2_IOMMU,
+  /** {@link VFIO_DMA_CC_IOMMU}: the IOMMU enforces DMA cache coherence. */
   DMA_CC: VFIO_DMA_CC_IOMMU,
+  /** {@link VFIO_EEH}: POWER EEH error recovery. */
   EEH: VFIO_EEH,
+  /** {@link VFIO_TYPE1_NESTING_IOMMU}: type1 with nesting (implies v2). */
   TYPE1_NESTING: VFIO_TYPE1_NESTING_IOMMU,
+  /** {@link VFIO_SPAPR_TCE_v2_IOMMU}: sPAPR TCE v2. */
   SPAPR_TCE_v2: VFIO_SPAPR_TCE_v2_IOMMU,
+  /** {@link VFIO_NOIOMMU_IOMMU}: no-IOMMU mode (unsafe, CONFIG_VFIO_NOIOMMU). */
   NOIOMMU: VFIO_NOIOMMU_IOMMU,
+  /** {@link VFIO_UNMAP_ALL}: VFIO_DMA_UNMAP_FLAG_ALL is supported. */
   UNMAP_ALL: VFIO_UNMAP_ALL,
+  /** {@link VFIO_UPDATE_VADDR}: VFIO_DMA_MAP/UNMAP_FLAG_VADDR are supported. */
   UPDATE_VADDR: VFIO_UPDATE_VADDR,
 } as const;
 
@@ -160,7 +170,12 @@ export const VFIO_GROUP_FLAGS_VIABLE = 1 << 0;
 /** Group status: the group is attached to a container (or iommufd). */
 export const VFIO_GROUP_FLAGS_CONTAINER_SET = 1 << 1;
 /** Group status flag names. */
-export const GROUP_FLAGS = { VIABLE: VFIO_GROUP_FLAGS_VIABLE, CONTAINER_SET: VFIO_GROUP_FLAGS_CONTAINER_SET } as const;
+export const GROUP_FLAGS = {
+  /** {@link VFIO_GROUP_FLAGS_VIABLE}: every device of the group is bound to a VFIO driver or unbound. */
+  VIABLE: VFIO_GROUP_FLAGS_VIABLE,
+  /** {@link VFIO_GROUP_FLAGS_CONTAINER_SET}: the group is attached to a container (or iommufd). */
+  CONTAINER_SET: VFIO_GROUP_FLAGS_CONTAINER_SET,
+} as const;
 
 // ---- device info ---------------------------------------------------------------------
 
@@ -184,18 +199,27 @@ export const VFIO_DEVICE_FLAGS_CAPS = 1 << 7;
 export const VFIO_DEVICE_FLAGS_CDX = 1 << 8;
 /** Device info flag names. */
 export const DEVICE_FLAGS = {
+  /** {@link VFIO_DEVICE_FLAGS_RESET}: VFIO_DEVICE_RESET is supported. */
   RESET: VFIO_DEVICE_FLAGS_RESET,
+  /** {@link VFIO_DEVICE_FLAGS_PCI}: a vfio-pci device (fixed PCI region and irq indexes). */
   PCI: VFIO_DEVICE_FLAGS_PCI,
+  /** {@link VFIO_DEVICE_FLAGS_PLATFORM}: a vfio-platform device. */
   PLATFORM: VFIO_DEVICE_FLAGS_PLATFORM,
+  /** {@link VFIO_DEVICE_FLAGS_AMBA}: a vfio-amba device. */
   AMBA: VFIO_DEVICE_FLAGS_AMBA,
+  /** {@link VFIO_DEVICE_FLAGS_CCW}: a vfio-ccw device (s390). */
   CCW: VFIO_DEVICE_FLAGS_CCW,
+  /** {@link VFIO_DEVICE_FLAGS_AP}: a vfio-ap device (s390). */
   AP: VFIO_DEVICE_FLAGS_AP,
+  /** {@link VFIO_DEVICE_FLAGS_FSL_MC}: a vfio-fsl-mc device. */
   FSL_MC: VFIO_DEVICE_FLAGS_FSL_MC,
+  /** {@link VFIO_DEVICE_FLAGS_CAPS}: the reply carries a capability chain at cap_offset. */
   CAPS: VFIO_DEVICE_FLAGS_CAPS,
+  /** {@link VFIO_DEVICE_FLAGS_CDX}: a vfio-cdx device. */
   CDX: VFIO_DEVICE_FLAGS_CDX,
 } as const;
 
-/** Device-info capability ids (their own namespace). 1-4 are s390 zPCI. */
+/** Device-info capability (ids have their own namespace; 1–4 are s390 zPCI): zPCI base info (kept raw). */
 export const VFIO_DEVICE_INFO_CAP_ZPCI_BASE = 1;
 /** Device-info capability: s390 zPCI group (kept raw). */
 export const VFIO_DEVICE_INFO_CAP_ZPCI_GROUP = 2;
@@ -213,12 +237,15 @@ export const VFIO_PCI_ATOMIC_COMP64 = 1 << 1;
 export const VFIO_PCI_ATOMIC_COMP128 = 1 << 2;
 /** PCI_ATOMIC_COMP flag names. */
 export const ATOMIC_COMP_FLAGS = {
+  /** {@link VFIO_PCI_ATOMIC_COMP32}: 32-bit AtomicOp completion. */
   COMP32: VFIO_PCI_ATOMIC_COMP32,
+  /** {@link VFIO_PCI_ATOMIC_COMP64}: 64-bit AtomicOp completion. */
   COMP64: VFIO_PCI_ATOMIC_COMP64,
+  /** {@link VFIO_PCI_ATOMIC_COMP128}: 128-bit CAS completion. */
   COMP128: VFIO_PCI_ATOMIC_COMP128,
 } as const;
 
-/** `device_api` strings of mdev types. */
+/** `device_api` of vfio-pci mdev types (the value of an mdev type's `device_api` attribute). */
 export const VFIO_DEVICE_API_PCI_STRING = 'vfio-pci';
 /** `device_api` of vfio-platform mdev types. */
 export const VFIO_DEVICE_API_PLATFORM_STRING = 'vfio-platform';
@@ -241,13 +268,17 @@ export const VFIO_REGION_INFO_FLAG_MMAP = 1 << 2;
 export const VFIO_REGION_INFO_FLAG_CAPS = 1 << 3;
 /** Region flag names. */
 export const REGION_FLAGS = {
+  /** {@link VFIO_REGION_INFO_FLAG_READ}: pread is supported. */
   READ: VFIO_REGION_INFO_FLAG_READ,
+  /** {@link VFIO_REGION_INFO_FLAG_WRITE}: pwrite is supported. */
   WRITE: VFIO_REGION_INFO_FLAG_WRITE,
+  /** {@link VFIO_REGION_INFO_FLAG_MMAP}: mmap is supported (possibly only the sparse areas). */
   MMAP: VFIO_REGION_INFO_FLAG_MMAP,
+  /** {@link VFIO_REGION_INFO_FLAG_CAPS}: the reply carries a capability chain at cap_offset. */
   CAPS: VFIO_REGION_INFO_FLAG_CAPS,
 } as const;
 
-/** Region-info capability ids (their own namespace). */
+/** Region-info capability (ids have their own namespace): only the listed areas of the region may be mmapped. */
 export const VFIO_REGION_INFO_CAP_SPARSE_MMAP = 1;
 /** Region-info capability: the type/subtype of a device-specific region. */
 export const VFIO_REGION_INFO_CAP_TYPE = 2;
@@ -258,7 +289,7 @@ export const VFIO_REGION_INFO_CAP_NVLINK2_SSATGT = 4;
 /** Deprecated, no longer provided by the kernel. */
 export const VFIO_REGION_INFO_CAP_NVLINK2_LNKSPD = 5;
 
-/** Region types (vfio_region_info_cap_type.type). */
+/** Region type bit (vfio_region_info_cap_type.type): a vendor-specific type, `PCI_VENDOR_TYPE | vendor id`. */
 export const VFIO_REGION_TYPE_PCI_VENDOR_TYPE = 0x8000_0000;
 /** Mask of the PCI vendor id in a PCI_VENDOR_TYPE region type. */
 export const VFIO_REGION_TYPE_PCI_VENDOR_MASK = 0xffff;
@@ -268,7 +299,7 @@ export const VFIO_REGION_TYPE_GFX = 1;
 export const VFIO_REGION_TYPE_CCW = 2;
 /** Region type: v1 migration (deprecated, no longer provided). */
 export const VFIO_REGION_TYPE_MIGRATION_DEPRECATED = 3;
-/** Subtypes of PCI_VENDOR_TYPE | 0x8086. */
+/** Subtype of PCI_VENDOR_TYPE | 0x8086: the IGD OpRegion. */
 export const VFIO_REGION_SUBTYPE_INTEL_IGD_OPREGION = 1;
 /** Subtype of PCI_VENDOR_TYPE | 0x8086: IGD host bridge config. */
 export const VFIO_REGION_SUBTYPE_INTEL_IGD_HOST_CFG = 2;
@@ -286,14 +317,14 @@ export const VFIO_REGION_SUBTYPE_CCW_ASYNC_CMD = 1;
 export const VFIO_REGION_SUBTYPE_CCW_SCHIB = 2;
 /** Subtype of CCW: channel report word. */
 export const VFIO_REGION_SUBTYPE_CCW_CRW = 3;
-/** Subtype of MIGRATION_DEPRECATED. */
+/** Subtype of MIGRATION_DEPRECATED: the v1 migration region (no longer provided). */
 export const VFIO_REGION_SUBTYPE_MIGRATION_DEPRECATED = 1;
-/** vfio_region_gfx_edid.link_state values. */
+/** EDID link_state (vfio_region_gfx_edid.link_state): monitor on. */
 export const VFIO_DEVICE_GFX_LINK_STATE_UP = 1;
 /** EDID link_state: monitor off. */
 export const VFIO_DEVICE_GFX_LINK_STATE_DOWN = 2;
 
-/** Fixed vfio-pci region indexes. */
+/** vfio-pci region index of BAR0 (the fixed vfio-pci region indexes are 0–8). */
 export const VFIO_PCI_BAR0_REGION_INDEX = 0;
 /** vfio-pci region index of BAR1. */
 export const VFIO_PCI_BAR1_REGION_INDEX = 1;
@@ -326,9 +357,13 @@ export const VFIO_IRQ_INFO_AUTOMASKED = 1 << 2;
 export const VFIO_IRQ_INFO_NORESIZE = 1 << 3;
 /** IRQ info flag names. */
 export const IRQ_FLAGS = {
+  /** {@link VFIO_IRQ_INFO_EVENTFD}: signalled through eventfds. */
   EVENTFD: VFIO_IRQ_INFO_EVENTFD,
+  /** {@link VFIO_IRQ_INFO_MASKABLE}: MASK/UNMASK actions are supported. */
   MASKABLE: VFIO_IRQ_INFO_MASKABLE,
+  /** {@link VFIO_IRQ_INFO_AUTOMASKED}: masked after each signal until UNMASK (level-triggered INTx). */
   AUTOMASKED: VFIO_IRQ_INFO_AUTOMASKED,
+  /** {@link VFIO_IRQ_INFO_NORESIZE}: vectors cannot be added without disabling the index first. */
   NORESIZE: VFIO_IRQ_INFO_NORESIZE,
 } as const;
 
@@ -351,15 +386,21 @@ export const VFIO_IRQ_SET_ACTION_TYPE_MASK =
   VFIO_IRQ_SET_ACTION_MASK | VFIO_IRQ_SET_ACTION_UNMASK | VFIO_IRQ_SET_ACTION_TRIGGER;
 /** SET_IRQS flag names. */
 export const IRQ_SET_FLAGS = {
+  /** {@link VFIO_IRQ_SET_DATA_NONE}: no data; act on the vectors directly. */
   DATA_NONE: VFIO_IRQ_SET_DATA_NONE,
+  /** {@link VFIO_IRQ_SET_DATA_BOOL}: Data is one u8 per vector. */
   DATA_BOOL: VFIO_IRQ_SET_DATA_BOOL,
+  /** {@link VFIO_IRQ_SET_DATA_EVENTFD}: Data is one s32 eventfd per vector (-1 = de-assign / skip). */
   DATA_EVENTFD: VFIO_IRQ_SET_DATA_EVENTFD,
+  /** {@link VFIO_IRQ_SET_ACTION_MASK}: mask. */
   ACTION_MASK: VFIO_IRQ_SET_ACTION_MASK,
+  /** {@link VFIO_IRQ_SET_ACTION_UNMASK}: unmask. */
   ACTION_UNMASK: VFIO_IRQ_SET_ACTION_UNMASK,
+  /** {@link VFIO_IRQ_SET_ACTION_TRIGGER}: set the trigger eventfds, or trigger (loopback) with NONE/BOOL. */
   ACTION_TRIGGER: VFIO_IRQ_SET_ACTION_TRIGGER,
 } as const;
 
-/** Fixed vfio-pci irq indexes. */
+/** vfio-pci IRQ index of legacy INTx (the fixed vfio-pci IRQ indexes are 0–4). */
 export const VFIO_PCI_INTX_IRQ_INDEX = 0;
 /** vfio-pci irq index of MSI. */
 export const VFIO_PCI_MSI_IRQ_INDEX = 1;
@@ -380,7 +421,9 @@ export const VFIO_PCI_HOT_RESET_FLAG_DEV_ID = 1 << 0;
 export const VFIO_PCI_HOT_RESET_FLAG_DEV_ID_OWNED = 1 << 1;
 /** Hot-reset info flag names. */
 export const HOT_RESET_FLAGS = {
+  /** {@link VFIO_PCI_HOT_RESET_FLAG_DEV_ID}: devices carry iommufd devids instead of group ids (cdev). */
   DEV_ID: VFIO_PCI_HOT_RESET_FLAG_DEV_ID,
+  /** {@link VFIO_PCI_HOT_RESET_FLAG_DEV_ID_OWNED}: every affected device is owned by the caller (cdev). */
   DEV_ID_OWNED: VFIO_PCI_HOT_RESET_FLAG_DEV_ID_OWNED,
 } as const;
 /** devid: owned implicitly through the same IOMMU group. */
@@ -398,11 +441,14 @@ export const VFIO_GFX_PLANE_TYPE_DMABUF = 1 << 1;
 export const VFIO_GFX_PLANE_TYPE_REGION = 1 << 2;
 /** Gfx plane flag names. */
 export const GFX_PLANE_FLAGS = {
+  /** {@link VFIO_GFX_PLANE_TYPE_PROBE}: only ask whether the plane kind is supported. */
   PROBE: VFIO_GFX_PLANE_TYPE_PROBE,
+  /** {@link VFIO_GFX_PLANE_TYPE_DMABUF}: the plane is exported as a dma-buf (dmabuf_id). */
   DMABUF: VFIO_GFX_PLANE_TYPE_DMABUF,
+  /** {@link VFIO_GFX_PLANE_TYPE_REGION}: the plane lives in a device region (region_index). */
   REGION: VFIO_GFX_PLANE_TYPE_REGION,
 } as const;
-/** drm_plane_type values (include/drm/drm_plane.h enum drm_plane_type). */
+/** drm_plane_type (include/drm/drm_plane.h, enum drm_plane_type): an overlay plane. */
 export const DRM_PLANE_TYPE_OVERLAY = 0;
 /** drm_plane_type: the primary plane. */
 export const DRM_PLANE_TYPE_PRIMARY = 1;
@@ -456,26 +502,37 @@ export const VFIO_DEVICE_FEATURE_DMA_LOGGING_REPORT = 8;
 export const VFIO_DEVICE_FEATURE_MIG_DATA_SIZE = 9;
 /** Feature: set or clear bus mastering (CDX devices only). */
 export const VFIO_DEVICE_FEATURE_BUS_MASTER = 10;
-/** vfio_device_feature_bus_master.op values. */
+/** BUS_MASTER op (vfio_device_feature_bus_master.op): clear bus mastering. */
 export const VFIO_DEVICE_FEATURE_CLEAR_MASTER = 0;
 /** BUS_MASTER op: set bus mastering. */
 export const VFIO_DEVICE_FEATURE_SET_MASTER = 1;
 /** Device feature ids by name. */
 export const DEVICE_FEATURES = {
+  /** {@link VFIO_DEVICE_FEATURE_PCI_VF_TOKEN}: SR-IOV VF token (16-byte UUID), SET on a PF. */
   PCI_VF_TOKEN: VFIO_DEVICE_FEATURE_PCI_VF_TOKEN,
+  /** {@link VFIO_DEVICE_FEATURE_MIGRATION}: migration support flags (struct vfio_device_feature_migration). */
   MIGRATION: VFIO_DEVICE_FEATURE_MIGRATION,
+  /** {@link VFIO_DEVICE_FEATURE_MIG_DEVICE_STATE}: migration state (struct vfio_device_feature_mig_state). */
   MIG_DEVICE_STATE: VFIO_DEVICE_FEATURE_MIG_DEVICE_STATE,
+  /** {@link VFIO_DEVICE_FEATURE_LOW_POWER_ENTRY}: allow runtime low-power entry. */
   LOW_POWER_ENTRY: VFIO_DEVICE_FEATURE_LOW_POWER_ENTRY,
+  /** {@link VFIO_DEVICE_FEATURE_LOW_POWER_ENTRY_WITH_WAKEUP}: low-power entry with a wake-up eventfd. */
   LOW_POWER_ENTRY_WITH_WAKEUP: VFIO_DEVICE_FEATURE_LOW_POWER_ENTRY_WITH_WAKEUP,
+  /** {@link VFIO_DEVICE_FEATURE_LOW_POWER_EXIT}: leave low power. */
   LOW_POWER_EXIT: VFIO_DEVICE_FEATURE_LOW_POWER_EXIT,
+  /** {@link VFIO_DEVICE_FEATURE_DMA_LOGGING_START}: start device DMA dirty logging. */
   DMA_LOGGING_START: VFIO_DEVICE_FEATURE_DMA_LOGGING_START,
+  /** {@link VFIO_DEVICE_FEATURE_DMA_LOGGING_STOP}: stop device DMA dirty logging. */
   DMA_LOGGING_STOP: VFIO_DEVICE_FEATURE_DMA_LOGGING_STOP,
+  /** {@link VFIO_DEVICE_FEATURE_DMA_LOGGING_REPORT}: read and clear the device DMA dirty log. */
   DMA_LOGGING_REPORT: VFIO_DEVICE_FEATURE_DMA_LOGGING_REPORT,
+  /** {@link VFIO_DEVICE_FEATURE_MIG_DATA_SIZE}: estimated STOP_COPY data length (struct vfio_device_feature_mig_data_size). */
   MIG_DATA_SIZE: VFIO_DEVICE_FEATURE_MIG_DATA_SIZE,
+  /** {@link VFIO_DEVICE_FEATURE_BUS_MASTER}: set or clear bus mastering (CDX devices only). */
   BUS_MASTER: VFIO_DEVICE_FEATURE_BUS_MASTER,
 } as const;
 
-/** vfio_device_feature_migration.flags bits. */
+/** Migration flag (vfio_device_feature_migration.flags): STOP_COPY and RESUMING are supported (the base v2 protocol). */
 export const VFIO_MIGRATION_STOP_COPY = 1 << 0;
 /** Migration flag: RUNNING_P2P is supported. */
 export const VFIO_MIGRATION_P2P = 1 << 1;
@@ -483,12 +540,15 @@ export const VFIO_MIGRATION_P2P = 1 << 1;
 export const VFIO_MIGRATION_PRE_COPY = 1 << 2;
 /** Migration flag names. */
 export const MIGRATION_FLAGS = {
+  /** {@link VFIO_MIGRATION_STOP_COPY}: STOP_COPY and RESUMING are supported (the base v2 protocol). */
   STOP_COPY: VFIO_MIGRATION_STOP_COPY,
+  /** {@link VFIO_MIGRATION_P2P}: RUNNING_P2P is supported. */
   P2P: VFIO_MIGRATION_P2P,
+  /** {@link VFIO_MIGRATION_PRE_COPY}: PRE_COPY (and PRE_COPY_P2P with P2P) are supported. */
   PRE_COPY: VFIO_MIGRATION_PRE_COPY,
 } as const;
 
-/** enum vfio_device_mig_state. */
+/** Migration state (enum vfio_device_mig_state): a failed transition left the device in error; only a reset leaves it. */
 export const VFIO_DEVICE_STATE_ERROR = 0;
 /** Migration state: stopped. */
 export const VFIO_DEVICE_STATE_STOP = 1;
@@ -523,8 +583,13 @@ export const VFIO_IOMMU_INFO_PGSIZES = 1 << 0;
 /** Type1 info flag: the reply carries a capability chain at cap_offset. */
 export const VFIO_IOMMU_INFO_CAPS = 1 << 1;
 /** Type1 info flag names. */
-export const TYPE1_INFO_FLAGS = { PGSIZES: VFIO_IOMMU_INFO_PGSIZES, CAPS: VFIO_IOMMU_INFO_CAPS } as const;
-/** Type1 IOMMU-info capability ids (their own namespace). */
+export const TYPE1_INFO_FLAGS = {
+  /** {@link VFIO_IOMMU_INFO_PGSIZES}: iova_pgsizes is valid. */
+  PGSIZES: VFIO_IOMMU_INFO_PGSIZES,
+  /** {@link VFIO_IOMMU_INFO_CAPS}: the reply carries a capability chain at cap_offset. */
+  CAPS: VFIO_IOMMU_INFO_CAPS,
+} as const;
+/** Type1 IOMMU-info capability (ids have their own namespace): the usable IOVA ranges. */
 export const VFIO_IOMMU_TYPE1_INFO_CAP_IOVA_RANGE = 1;
 /** Type1 IOMMU-info capability: dirty page logging support. */
 export const VFIO_IOMMU_TYPE1_INFO_CAP_MIGRATION = 2;
@@ -551,48 +616,54 @@ export const VFIO_IOMMU_DIRTY_PAGES_FLAG_GET_BITMAP = 1 << 2;
 
 // ---- iommufd -----------------------------------------------------------------------------------
 
-/** iommu_ioas_map.flags. */
+/** iommu_ioas_map flag: map at the given IOVA instead of one the kernel chooses. */
 export const IOMMU_IOAS_MAP_FIXED_IOVA = 1 << 0;
 /** iommu_ioas_map flag: the device may write. */
 export const IOMMU_IOAS_MAP_WRITEABLE = 1 << 1;
 /** iommu_ioas_map flag: the device may read. */
 export const IOMMU_IOAS_MAP_READABLE = 1 << 2;
-/** iommu_option.option_id. */
+/** iommu_option id: how pinned pages are charged to RLIMIT_MEMLOCK (0 per user, 1 per process; for the whole iommufd). */
 export const IOMMU_OPTION_RLIMIT_MODE = 0;
 /** iommu_option id: use huge pages in the IOAS (per IOAS, default 1). */
 export const IOMMU_OPTION_HUGE_PAGES = 1;
-/** iommu_option.op. */
+/** iommu_option op: write val64. */
 export const IOMMU_OPTION_OP_SET = 0;
 /** iommu_option op: read val64. */
 export const IOMMU_OPTION_OP_GET = 1;
-/** iommu_vfio_ioas.op. */
+/** iommu_vfio_ioas op: get the IOAS that the VFIO container compatibility layer uses. */
 export const IOMMU_VFIO_IOAS_GET = 0;
 /** iommu_vfio_ioas op: set the compat IOAS. */
 export const IOMMU_VFIO_IOAS_SET = 1;
 /** iommu_vfio_ioas op: clear the compat IOAS. */
 export const IOMMU_VFIO_IOAS_CLEAR = 2;
-/** iommu_hw_info.out_data_type. */
+/** iommu_hw_info out_data_type: no driver-specific data. */
 export const IOMMU_HW_INFO_TYPE_NONE = 0;
 /** iommu_hw_info type: struct iommu_hw_info_vtd. */
 export const IOMMU_HW_INFO_TYPE_INTEL_VTD = 1;
-/** iommu_hw_info.out_capabilities bits. */
+/** iommu_hw_info out_capabilities bit: the IOMMU can track dirty pages. */
 export const IOMMU_HW_CAP_DIRTY_TRACKING = 1 << 0;
 /** iommu_hw_info_vtd.flags: Sapphire Rapids erratum 772415 (SPR17). */
 export const IOMMU_HW_INFO_VTD_ERRATA_772415_SPR17 = 1 << 0;
-/** iommu_hwpt_alloc.flags. */
+/** iommu_hwpt_alloc flag: the HWPT may be the parent of nested HWPTs. */
 export const IOMMU_HWPT_ALLOC_NEST_PARENT = 1 << 0;
 /** iommu_hwpt_alloc flag: enforce dirty tracking support. */
 export const IOMMU_HWPT_ALLOC_DIRTY_TRACKING = 1 << 1;
 /** iommu_hwpt_alloc flag: fault_id is valid (IOPF-capable HWPT). */
 export const IOMMU_HWPT_FAULT_ID_VALID = 1 << 2;
-/** iommu_hwpt_alloc.data_type. */
+/** iommu_hwpt_alloc data_type: no data (a plain, unnested HWPT). */
 export const IOMMU_HWPT_DATA_NONE = 0;
 /** iommu_hwpt_alloc data_type: Intel VT-d stage-1 page table. */
 export const IOMMU_HWPT_DATA_VTD_S1 = 1;
 /** iommu_hw_info capability names. */
-export const HW_INFO_CAPS = { DIRTY_TRACKING: IOMMU_HW_CAP_DIRTY_TRACKING } as const;
+export const HW_INFO_CAPS = {
+  /** {@link IOMMU_HW_CAP_DIRTY_TRACKING}: the IOMMU can track dirty pages. */
+  DIRTY_TRACKING: IOMMU_HW_CAP_DIRTY_TRACKING,
+} as const;
 /** iommu_hw_info_vtd flag names. */
-export const VTD_INFO_FLAGS = { ERRATA_772415_SPR17: IOMMU_HW_INFO_VTD_ERRATA_772415_SPR17 } as const;
+export const VTD_INFO_FLAGS = {
+  /** {@link IOMMU_HW_INFO_VTD_ERRATA_772415_SPR17}: Sapphire Rapids erratum 772415 (SPR17). */
+  ERRATA_772415_SPR17: IOMMU_HW_INFO_VTD_ERRATA_772415_SPR17,
+} as const;
 
 // ---- name helpers ------------------------------------------------------------------------------
 

@@ -4,7 +4,7 @@
  * addon; TypeScript decodes what comes back: the iova range array of
  * IOMMU_IOAS_IOVA_RANGES, the iommu_hw_info header of IOMMU_GET_HW_INFO and
  * the Intel VT-d data it points to. Layouts of every iommufd struct are in
- * {@link LAYOUTS}.
+ * `LAYOUTS` (see {@link sizeOf} and {@link offsetOf}).
  */
 import { ERR_VFIO_BAD_STRUCT, asBuffer, bitNames, malformed, view } from './binary.js';
 import { HW_INFO_CAPS, IOMMU_HW_INFO_VTD_ERRATA_772415_SPR17, VTD_INFO_FLAGS } from './constants.js';
@@ -12,7 +12,9 @@ import { LAYOUTS } from './layouts.js';
 
 /** One usable IOVA range; `last` is inclusive. */
 export interface IommuIovaRange {
+  /** The first usable IOVA. */
   start: bigint;
+  /** The last usable IOVA (inclusive). */
   last: bigint;
 }
 
@@ -20,6 +22,9 @@ export interface IommuIovaRange {
  * Decodes an array of struct iommu_iova_range (16 bytes each). With `count`
  * (the returned num_iovas) exactly that many are read and must fit; without
  * it the buffer length must be a multiple of 16.
+ *
+ * @throws {@link VfioError} {@link ERR_VFIO_BAD_STRUCT} when the ranges do not fit the buffer
+ * @throws RangeError for a `count` that is not a non-negative integer
  */
 export function decodeIovaRanges(buf: Buffer | Uint8Array, count?: number): IommuIovaRange[] {
   const b = asBuffer(buf);
@@ -45,6 +50,7 @@ export function decodeIovaRanges(buf: Buffer | Uint8Array, count?: number): Iomm
 
 /** The output fields of struct iommu_ioas_iova_ranges. */
 export interface IoasIovaRangesHeader {
+  /** The IOAS the ranges are of. */
   ioasId: number;
   /** How many ranges exist (also set when the kernel answered EMSGSIZE). */
   numIovas: number;
@@ -52,7 +58,11 @@ export interface IoasIovaRangesHeader {
   outIovaAlignment: bigint;
 }
 
-/** Decodes the 32-byte struct iommu_ioas_iova_ranges (the ranges themselves come from {@link decodeIovaRanges}). */
+/**
+ * Decodes the 32-byte struct iommu_ioas_iova_ranges (the ranges themselves come from {@link decodeIovaRanges}).
+ *
+ * @throws {@link VfioError} {@link ERR_VFIO_BAD_STRUCT} when the buffer is shorter than the struct
+ */
 export function decodeIoasIovaRanges(buf: Buffer | Uint8Array): IoasIovaRangesHeader {
   const v = view(asBuffer(buf), 'iommu_ioas_iova_ranges');
   return { ioasId: v.u32('ioas_id'), numIovas: v.u32('num_iovas'), outIovaAlignment: v.u64('out_iova_alignment') };
@@ -60,11 +70,15 @@ export function decodeIoasIovaRanges(buf: Buffer | Uint8Array): IoasIovaRangesHe
 
 /** struct iommu_hw_info, decoded. */
 export interface IommuHwInfo {
+  /** The struct size given (40 on Linux 6.12). */
   size: number;
+  /** Input flags (none are defined on Linux 6.12). */
   flags: number;
+  /** The iommufd device id that was asked about. */
   devId: number;
   /** Bytes of type-specific data the kernel wrote (or would write). */
   dataLen: number;
+  /** The user address the type-specific data was written to. */
   dataUptr: bigint;
   /** IOMMU_HW_INFO_TYPE_NONE (0), IOMMU_HW_INFO_TYPE_INTEL_VTD (1), … */
   outDataType: number;
@@ -76,7 +90,11 @@ export interface IommuHwInfo {
   capabilityNames: string[];
 }
 
-/** Decodes the 40-byte struct iommu_hw_info header of IOMMU_GET_HW_INFO. */
+/**
+ * Decodes the 40-byte struct iommu_hw_info header of IOMMU_GET_HW_INFO.
+ *
+ * @throws {@link VfioError} {@link ERR_VFIO_BAD_STRUCT} when the buffer is shorter than the struct
+ */
 export function decodeHwInfo(buf: Buffer | Uint8Array): IommuHwInfo {
   const v = view(asBuffer(buf), 'iommu_hw_info');
   const outCapabilities = v.u64('out_capabilities');
@@ -95,6 +113,7 @@ export function decodeHwInfo(buf: Buffer | Uint8Array): IommuHwInfo {
 
 /** struct iommu_hw_info_vtd (IOMMU_HW_INFO_TYPE_INTEL_VTD data), decoded. */
 export interface IommuHwInfoVtd {
+  /** IOMMU_HW_INFO_VTD_* bits (see {@link VTD_INFO_FLAGS}). */
   flags: number;
   /** 'ERRATA_772415_SPR17'. */
   flagNames: string[];
@@ -106,7 +125,11 @@ export interface IommuHwInfoVtd {
   ecapReg: bigint;
 }
 
-/** Decodes the 24-byte Intel VT-d hw info data. */
+/**
+ * Decodes the 24-byte Intel VT-d hw info data (struct iommu_hw_info_vtd).
+ *
+ * @throws {@link VfioError} {@link ERR_VFIO_BAD_STRUCT} when the buffer is shorter than the struct
+ */
 export function decodeHwInfoVtd(buf: Buffer | Uint8Array): IommuHwInfoVtd {
   const v = view(asBuffer(buf), 'iommu_hw_info_vtd');
   const flags = v.u32('flags');

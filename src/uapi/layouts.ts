@@ -21,7 +21,10 @@ export interface StructLayout {
 
 /**
  * Every uapi struct this package encodes or decodes, by its kernel name
- * (`vfio_region_info`, `iommu_ioas_map`, …).
+ * (`vfio_region_info`, `iommu_ioas_map`, …). Read it through
+ * {@link sizeOf} and {@link offsetOf}.
+ *
+ * @internal
  */
 export const LAYOUTS = {
   // ---- vfio.h: common ------------------------------------------------------
@@ -181,18 +184,31 @@ export const LAYOUTS = {
   iommu_fault_alloc: { size: 16, fields: { size: 0, flags: 4, out_fault_id: 8, out_fault_fd: 12 } },
 } as const satisfies Record<string, StructLayout>;
 
-/** The kernel name of a struct in {@link LAYOUTS}. */
+/**
+ * The kernel name of a VFIO or iommufd uapi struct this package knows the
+ * layout of: `'vfio_region_info'`, `'vfio_irq_set'`, `'iommu_ioas_map'`, …
+ */
 export type StructName = keyof typeof LAYOUTS;
 
-/** The member names of one struct in {@link LAYOUTS}. */
+/** The member names of one struct, as the kernel spells them (`'argsz'`, `'cap_offset'`, `'__reserved'`, …). */
 export type FieldName<S extends StructName> = keyof (typeof LAYOUTS)[S]['fields'] & string;
 
-/** `sizeof(struct s)` from {@link LAYOUTS}. */
+/**
+ * `sizeof(struct s)` on Linux 6.12 x86_64; for a struct ending in a flexible
+ * array, without the array.
+ *
+ * @param struct - the struct's kernel name, e.g. `'vfio_region_info'` (32)
+ */
 export function sizeOf(struct: StructName): number {
   return LAYOUTS[struct].size;
 }
 
-/** `offsetof(struct s, field)` from {@link LAYOUTS}. */
+/**
+ * `offsetof(struct s, field)` on Linux 6.12 x86_64.
+ *
+ * @param struct - the struct's kernel name, e.g. `'vfio_region_info'`
+ * @param field - the member's kernel name, e.g. `'cap_offset'` (12)
+ */
 export function offsetOf<S extends StructName>(struct: S, field: FieldName<S>): number {
   return (LAYOUTS[struct].fields as Record<string, number>)[field] as number;
 }

@@ -101,9 +101,11 @@ export interface InfoWithCaps<C> {
    * capability chain.
    */
   argsz: number;
+  /** The reply's flags word (see `flagNames`). */
   flags: number;
   /** Names of the set flag bits. */
   flagNames: string[];
+  /** Byte offset of the first capability from the start of the reply; 0 when there is no chain. */
   capOffset: number;
   /** Decoded capabilities ([] when there are none or they were not returned). */
   caps: C[];
@@ -115,6 +117,7 @@ export interface InfoWithCaps<C> {
 
 /** struct vfio_group_status, decoded. */
 export interface GroupStatus {
+  /** VFIO_GROUP_FLAGS_* bits (see {@link GROUP_FLAGS}). */
   flags: number;
   /** 'VIABLE', 'CONTAINER_SET'. */
   flagNames: string[];
@@ -124,7 +127,11 @@ export interface GroupStatus {
   containerSet: boolean;
 }
 
-/** Decodes VFIO_GROUP_GET_STATUS. */
+/**
+ * Decodes the reply of VFIO_GROUP_GET_STATUS.
+ *
+ * @throws {@link VfioError} {@link ERR_VFIO_BAD_STRUCT} when the buffer is shorter than the struct
+ */
 export function decodeGroupStatus(buf: Buffer | Uint8Array): GroupStatus {
   const v = view(asBuffer(buf), 'vfio_group_status');
   const flags = v.u32('flags');
@@ -140,11 +147,17 @@ export function decodeGroupStatus(buf: Buffer | Uint8Array): GroupStatus {
 
 /** struct vfio_device_info, decoded with its capabilities (flag names 'RESET', 'PCI', 'CAPS', …). */
 export interface DeviceInfo extends InfoWithCaps<DeviceCap> {
+  /** How many regions the device has: indexes 0 to numRegions − 1 (vfio-pci: at least 9). */
   numRegions: number;
+  /** How many IRQ indexes the device has: 0 to numIrqs − 1 (vfio-pci: 5). */
   numIrqs: number;
 }
 
-/** Decodes VFIO_DEVICE_GET_INFO (24 bytes plus any capability chain). */
+/**
+ * Decodes the reply of VFIO_DEVICE_GET_INFO (24 bytes plus any capability chain).
+ *
+ * @throws {@link VfioError} {@link ERR_VFIO_BAD_STRUCT} when the buffer is shorter than the struct; {@link ERR_VFIO_BAD_CAP_CHAIN} or {@link ERR_VFIO_BAD_CAP} for a malformed chain
+ */
 export function decodeDeviceInfo(buf: Buffer | Uint8Array): DeviceInfo {
   const { v, argsz, flags, capOffset, raws, truncated } = infoReply(buf, 'vfio_device_info', VFIO_DEVICE_FLAGS_CAPS);
   return {
@@ -163,6 +176,7 @@ export function decodeDeviceInfo(buf: Buffer | Uint8Array): DeviceInfo {
 
 /** struct vfio_region_info, decoded with its capabilities (flag names 'READ', 'WRITE', 'MMAP', 'CAPS'). */
 export interface RegionInfo extends InfoWithCaps<RegionCap> {
+  /** The region index that was asked about. */
   index: number;
   /** 'BAR0'…, 'CONFIG', 'GFX/EDID', 'REGION<n>' (see {@link regionName}). */
   name: string;
@@ -177,6 +191,8 @@ export interface RegionInfo extends InfoWithCaps<RegionCap> {
  * the chain bytes are present (the returned argsz ≤ the buffer length);
  * mbochs' short reply to a 32-byte query (argsz 48, CAPS, cap_offset 32)
  * therefore gives `truncated: true` and no caps.
+ *
+ * @throws {@link VfioError} {@link ERR_VFIO_BAD_STRUCT} when the buffer is shorter than the struct; {@link ERR_VFIO_BAD_CAP_CHAIN} or {@link ERR_VFIO_BAD_CAP} for a malformed chain
  */
 export function decodeRegionInfo(buf: Buffer | Uint8Array): RegionInfo {
   const { v, argsz, flags, capOffset, raws, truncated } = infoReply(buf, 'vfio_region_info', VFIO_REGION_INFO_FLAG_CAPS);
@@ -201,9 +217,11 @@ export function decodeRegionInfo(buf: Buffer | Uint8Array): RegionInfo {
 
 /** struct vfio_irq_info, decoded. */
 export interface IrqInfo {
+  /** VFIO_IRQ_INFO_* bits (see {@link IRQ_FLAGS}). */
   flags: number;
   /** 'EVENTFD', 'MASKABLE', 'AUTOMASKED', 'NORESIZE'. */
   flagNames: string[];
+  /** The IRQ index that was asked about. */
   index: number;
   /** 'INTx', 'MSI', 'MSI-X', 'ERR', 'REQ', else 'IRQ<n>'. */
   name: string;
@@ -211,7 +229,11 @@ export interface IrqInfo {
   count: number;
 }
 
-/** Decodes VFIO_DEVICE_GET_IRQ_INFO. */
+/**
+ * Decodes the reply of VFIO_DEVICE_GET_IRQ_INFO.
+ *
+ * @throws {@link VfioError} {@link ERR_VFIO_BAD_STRUCT} when the buffer is shorter than the struct
+ */
 export function decodeIrqInfo(buf: Buffer | Uint8Array): IrqInfo {
   const v = view(asBuffer(buf), 'vfio_irq_info');
   const flags = v.u32('flags');
@@ -223,6 +245,7 @@ export function decodeIrqInfo(buf: Buffer | Uint8Array): IrqInfo {
 export interface IrqSetInput {
   /** Exactly one VFIO_IRQ_SET_DATA_* and one VFIO_IRQ_SET_ACTION_* bit. */
   flags: number;
+  /** The IRQ index. */
   index: number;
   /** First vector. */
   start: number;
@@ -276,6 +299,10 @@ function irqSetPayload(dataType: number, count: number, data: IrqSetInput['data'
  * `argsz` = 20 + data bytes (1 per vector for DATA_BOOL, 4 for DATA_EVENTFD,
  * 0 for DATA_NONE). Throws TypeError/RangeError for bad input before
  * building anything.
+ *
+ * @throws TypeError when a field has the wrong type, or the data the wrong kind for the DATA_* flag
+ * @throws RangeError when `flags` has unknown bits or not exactly one DATA_* and one ACTION_*
+ *   bit, start + count overflows 32 bits, or the data length is not `count`
  */
 export function encodeIrqSet(input: IrqSetInput): Buffer {
   if (typeof input !== 'object' || input === null) throw new TypeError('encodeIrqSet needs an object argument');
@@ -307,7 +334,11 @@ export interface GfxPlaneQuery {
   drmPlaneType?: number;
 }
 
-/** Encodes a 64-byte struct vfio_device_gfx_plane_info query (argsz 64). */
+/**
+ * Encodes a 64-byte struct vfio_device_gfx_plane_info query (argsz 64).
+ *
+ * @throws RangeError when `flags` has bits other than VFIO_GFX_PLANE_TYPE_*
+ */
 export function encodeGfxPlaneQuery(query: GfxPlaneQuery): Buffer {
   if (typeof query !== 'object' || query === null) throw new TypeError('encodeGfxPlaneQuery needs an object argument');
   const flags = checkU32(query.flags, 'flags');
@@ -319,23 +350,33 @@ export function encodeGfxPlaneQuery(query: GfxPlaneQuery): Buffer {
 
 /** struct vfio_device_gfx_plane_info, decoded. */
 export interface GfxPlaneInfo {
+  /** VFIO_GFX_PLANE_TYPE_* bits: which kind of plane this is. */
   flags: number;
   /** 'PROBE', 'DMABUF', 'REGION'. */
   flagNames: string[];
+  /** DRM_PLANE_TYPE_*: 0 overlay, 1 primary, 2 cursor. */
   drmPlaneType: number;
   /** DRM fourcc (0x34325258 = XRGB8888); 0 when the plane is disabled. */
   drmFormat: number;
   /** The fourcc as text ('XR24'), or hex when not printable. */
   drmFormatName: string;
+  /** DRM format modifier (0: linear). */
   drmFormatMod: bigint;
+  /** Width in pixels. */
   width: number;
+  /** Height in pixels. */
   height: number;
+  /** Bytes per line. */
   stride: number;
   /** Size of the plane in bytes. */
   size: number;
+  /** Horizontal position of the plane on the screen, in pixels (cursor planes). */
   xPos: number;
+  /** Vertical position of the plane on the screen, in pixels (cursor planes). */
   yPos: number;
+  /** Horizontal hotspot of a cursor plane, in pixels. */
   xHot: number;
+  /** Vertical hotspot of a cursor plane, in pixels. */
   yHot: number;
   /** The region holding the plane, for REGION queries (shares its bytes with dmabufId). */
   regionIndex: number | undefined;
@@ -343,7 +384,11 @@ export interface GfxPlaneInfo {
   dmabufId: number | undefined;
 }
 
-/** 'XR24' for 0x34325258; hex when any byte is not printable ASCII. */
+/**
+ * A DRM fourcc as text, least significant byte first: 'XR24' for 0x34325258.
+ *
+ * @returns the four characters, or hex ('0x0') when any byte is not printable ASCII
+ */
 export function fourccToString(code: number): string {
   const bytes = [0, 8, 16, 24].map((s) => (code >>> s) & 0xff);
   return bytes.every((c) => c >= 0x20 && c < 0x7f) ? String.fromCharCode(...bytes) : `0x${(code >>> 0).toString(16)}`;
@@ -352,6 +397,8 @@ export function fourccToString(code: number): string {
 /**
  * Decodes VFIO_DEVICE_QUERY_GFX_PLANE. At least 60 bytes (through
  * region_index, mdpy's minsz) must be present.
+ *
+ * @throws {@link VfioError} {@link ERR_VFIO_BAD_STRUCT} when fewer than 60 bytes are present
  */
 export function decodeGfxPlaneInfo(buf: Buffer | Uint8Array): GfxPlaneInfo {
   const v = view(asBuffer(buf), 'vfio_device_gfx_plane_info', 0, offsetOf('vfio_device_gfx_plane_info', 'reserved'));
@@ -383,7 +430,9 @@ export function decodeGfxPlaneInfo(buf: Buffer | Uint8Array): GfxPlaneInfo {
 export interface EdidRegs {
   /** Where the EDID blob starts, relative to the region. */
   edidOffset: number;
+  /** The most EDID bytes the region holds. */
   edidMaxSize: number;
+  /** The EDID blob's current size in bytes (write it to change the EDID). */
   edidSize: number;
   /** 0 = no limit. */
   maxXres: number;
@@ -393,7 +442,11 @@ export interface EdidRegs {
   linkState: number;
 }
 
-/** Decodes the 24-byte EDID register block. */
+/**
+ * Decodes the 24-byte EDID register block read from the start of a GFX/EDID region.
+ *
+ * @throws {@link VfioError} {@link ERR_VFIO_BAD_STRUCT} when the buffer is shorter than the struct
+ */
 export function decodeEdidRegs(buf: Buffer | Uint8Array): EdidRegs {
   const v = view(asBuffer(buf), 'vfio_region_gfx_edid');
   return {
@@ -414,7 +467,11 @@ export interface Type1Info extends InfoWithCaps<Type1Cap> {
   iovaPgsizes: bigint;
 }
 
-/** Decodes VFIO_IOMMU_GET_INFO on a type1 container. */
+/**
+ * Decodes the reply of VFIO_IOMMU_GET_INFO on a type1 container.
+ *
+ * @throws {@link VfioError} {@link ERR_VFIO_BAD_STRUCT} when the buffer is shorter than the struct; {@link ERR_VFIO_BAD_CAP_CHAIN} or {@link ERR_VFIO_BAD_CAP} for a malformed chain
+ */
 export function decodeType1Info(buf: Buffer | Uint8Array): Type1Info {
   const { v, argsz, flags, capOffset, raws, truncated } = infoReply(buf, 'vfio_iommu_type1_info', VFIO_IOMMU_INFO_CAPS);
   return {
@@ -440,10 +497,15 @@ export interface DependentDevice {
    * (0xffffffff) not owned; undefined without FLAG_DEV_ID.
    */
   devid: number | undefined;
+  /** PCI segment (domain). */
   segment: number;
+  /** PCI bus number. */
   bus: number;
+  /** PCI device and function, packed as (slot << 3) | function. */
   devfn: number;
+  /** PCI slot (device) number, from `devfn`. */
   slot: number;
+  /** PCI function number, from `devfn`. */
   function: number;
   /** 'DDDD:BB:SS.F', e.g. '0000:00:03.0'. */
   address: string;
@@ -451,7 +513,9 @@ export interface DependentDevice {
 
 /** struct vfio_pci_hot_reset_info, decoded. */
 export interface HotResetInfo {
+  /** The argsz the kernel reports. */
   argsz: number;
+  /** VFIO_PCI_HOT_RESET_FLAG_* bits (see {@link HOT_RESET_FLAGS}). */
   flags: number;
   /** 'DEV_ID', 'DEV_ID_OWNED'. */
   flagNames: string[];
@@ -465,7 +529,11 @@ export interface HotResetInfo {
   neededArgsz: number;
 }
 
-/** Decodes VFIO_DEVICE_GET_PCI_HOT_RESET_INFO (12-byte header plus `count` 8-byte devices). */
+/**
+ * Decodes VFIO_DEVICE_GET_PCI_HOT_RESET_INFO (12-byte header plus `count` 8-byte devices).
+ *
+ * @throws {@link VfioError} {@link ERR_VFIO_BAD_STRUCT} when the buffer is shorter than the struct header
+ */
 export function decodeHotResetInfo(buf: Buffer | Uint8Array): HotResetInfo {
   const b = asBuffer(buf);
   const v = view(b, 'vfio_pci_hot_reset_info');
@@ -507,6 +575,9 @@ export function decodeHotResetInfo(buf: Buffer | Uint8Array): HotResetInfo {
 /**
  * Encodes VFIO_DEVICE_PCI_HOT_RESET: struct vfio_pci_hot_reset with the
  * group fds proving ownership (empty for cdev-opened devices), flags 0.
+ *
+ * @throws TypeError when `groupFds` is not an array or Int32Array, or holds a non-number
+ * @throws RangeError for an fd outside 0 … 2^31 − 1
  */
 export function encodeHotReset(groupFds: readonly number[] | Int32Array): Buffer {
   if (!Array.isArray(groupFds) && !(groupFds instanceof Int32Array)) {
@@ -526,6 +597,8 @@ export function encodeHotReset(groupFds: readonly number[] | Int32Array): Buffer
  * Encodes VFIO_DEVICE_FEATURE: struct vfio_device_feature followed by
  * `data`. `flags` = feature id (bits 0-15) | GET / SET / PROBE; GET and SET
  * together only with PROBE, as the kernel requires.
+ *
+ * @throws RangeError for unknown flag bits, or GET and SET without PROBE
  */
 export function encodeDeviceFeature(flags: number, data?: Buffer | Uint8Array): Buffer {
   checkU32(flags, 'flags');
@@ -547,18 +620,27 @@ export function encodeDeviceFeature(flags: number, data?: Buffer | Uint8Array): 
 
 /** struct vfio_device_feature, decoded. */
 export interface DeviceFeature {
+  /** The header's argsz: 8 plus the data's length. */
   argsz: number;
+  /** The feature id and the GET/SET/PROBE bits. */
   flags: number;
   /** flags & VFIO_DEVICE_FEATURE_MASK. */
   feature: number;
+  /** VFIO_DEVICE_FEATURE_GET is set. */
   get: boolean;
+  /** VFIO_DEVICE_FEATURE_SET is set. */
   set: boolean;
+  /** VFIO_DEVICE_FEATURE_PROBE is set. */
   probe: boolean;
   /** The bytes after the 8-byte header (a view). */
   data: Buffer;
 }
 
-/** Decodes a VFIO_DEVICE_FEATURE buffer (header + data). */
+/**
+ * Decodes a VFIO_DEVICE_FEATURE buffer (header + data).
+ *
+ * @throws {@link VfioError} {@link ERR_VFIO_BAD_STRUCT} when the buffer is shorter than the struct header
+ */
 export function decodeDeviceFeature(buf: Buffer | Uint8Array): DeviceFeature {
   const b = asBuffer(buf);
   const v = view(b, 'vfio_device_feature');
@@ -624,12 +706,20 @@ export function encodeMigState(deviceState: number): Buffer {
 }
 
 /** Decodes a VFIO_DEVICE_FEATURE_MIG_DATA_SIZE GET reply: the estimated STOP_COPY length in bytes. */
-export function decodeMigDataSize(buf: Buffer | Uint8Array): { stopCopyLength: bigint } {
+export function decodeMigDataSize(buf: Buffer | Uint8Array): {
+  /** How many bytes reading the device state in STOP_COPY is estimated to give. */
+  stopCopyLength: bigint;
+} {
   return { stopCopyLength: featurePayload(buf, 'vfio_device_feature_mig_data_size').u64('stop_copy_length') };
 }
 
 /** Decodes VFIO_MIG_GET_PRECOPY_INFO (struct vfio_precopy_info). */
-export function decodePrecopyInfo(buf: Buffer | Uint8Array): { initialBytes: bigint; dirtyBytes: bigint } {
+export function decodePrecopyInfo(buf: Buffer | Uint8Array): {
+  /** Bytes of initial state still to read from the data fd in PRE_COPY. */
+  initialBytes: bigint;
+  /** Bytes of state the device has changed since, still to read. */
+  dirtyBytes: bigint;
+} {
   const v = view(asBuffer(buf), 'vfio_precopy_info');
   return { initialBytes: v.u64('initial_bytes'), dirtyBytes: v.u64('dirty_bytes') };
 }
