@@ -17,37 +17,53 @@ import { VFIO_PCI_BAR0_REGION_INDEX, VFIO_PCI_CONFIG_REGION_INDEX, VFIO_PCI_INTX
 
 /** edu's BAR0 registers. Below 0x80 only 4-byte accesses work; the DMA registers take 8. */
 export const EDU_REG = {
+  /** Identification, read-only: 0xRRrr00edu, major RR and minor rr ({@link EDU_ID} for edu 1.0). */
   ID: 0x00,
+  /** Liveness check: reads back the bitwise inverse of what was written. */
   LIVENESS: 0x04,
+  /** Factorial: writing n starts computing n! (u32, wrapping); read it back when done. */
   FACTORIAL: 0x08,
+  /** Status: bit 0 computing (read-only), bit 7 raise an interrupt when the factorial is done. */
   STATUS: 0x20,
+  /** Interrupt status, read-only: 0x001 factorial done, 0x100 DMA done. */
   IRQ_STATUS: 0x24,
+  /** Raise an interrupt: the value written is ORed into IRQ_STATUS. */
   IRQ_RAISE: 0x60,
+  /** Acknowledge an interrupt: the value written is cleared from IRQ_STATUS (and the line lowered when it reaches 0). */
   IRQ_ACK: 0x64,
+  /** DMA source address (8 bytes). */
   DMA_SRC: 0x80,
+  /** DMA destination address (8 bytes). */
   DMA_DST: 0x88,
+  /** DMA transfer count in bytes (8 bytes). */
   DMA_COUNT: 0x90,
+  /** DMA command (8 bytes): bit 0 start (set while running), bit 1 edu → RAM (clear: RAM → edu), bit 2 interrupt when done. */
   DMA_CMD: 0x98,
 } as const;
 
+/** edu's PCI vendor ID (QEMU's 0x1234). @internal */
 export const EDU_VENDOR = 0x1234;
+/** edu's PCI device ID. @internal */
 export const EDU_DEVICE = 0x11e8;
 /** The ID register: major 1, minor 0. */
 export const EDU_ID = 0x010000ed;
-/** STATUS: a factorial is being computed (read-only). */
+/** STATUS: a factorial is being computed (read-only). @internal */
 export const EDU_STATUS_COMPUTING = 0x01;
-/** STATUS: raise an interrupt when the factorial is done. */
+/** STATUS: raise an interrupt when the factorial is done. @internal */
 export const EDU_STATUS_IRQFACT = 0x80;
-/** IRQ_STATUS bit raised by a finished factorial. */
+/** IRQ_STATUS bit raised by a finished factorial. @internal */
 export const EDU_IRQ_FACTORIAL = 0x001;
-/** IRQ_STATUS bit raised by a finished DMA transfer. */
+/** IRQ_STATUS bit raised by a finished DMA transfer. @internal */
 export const EDU_IRQ_DMA = 0x100;
-/** DMA_CMD bits: start, direction (set: edu → RAM), raise an interrupt when done. */
+/** DMA_CMD bit: start the transfer (reads as set while it runs). @internal */
 export const EDU_DMA_START = 0x1;
+/** DMA_CMD bit: direction; set, from edu's buffer to RAM; clear, from RAM to edu. @internal */
 export const EDU_DMA_TO_RAM = 0x2;
+/** DMA_CMD bit: raise an interrupt (IRQ_STATUS 0x100) when the transfer is done. @internal */
 export const EDU_DMA_IRQ = 0x4;
-/** edu's internal DMA buffer: 4096 bytes at device address 0x40000. */
+/** edu's internal DMA buffer: 4096 bytes at device address 0x40000. @internal */
 export const EDU_DMA_BUFFER = 0x40000n;
+/** The size of edu's internal DMA buffer, in bytes. @internal */
 export const EDU_DMA_BUFFER_SIZE = 4096;
 /**
  * The most one transfer may move: edu in QEMU up to 7.2 checks the range with
@@ -59,8 +75,10 @@ export const EDU_DMA_MAX = EDU_DMA_BUFFER_SIZE - 1;
 /** edu masks DMA addresses to 28 bits: every IOVA it is given must lie below this. */
 export const EDU_DMA_LIMIT = 0x10000000n;
 
+/** How edu signals completion: MSI (IRQ index 1) or legacy INTx (index 0, automasked: unmasked after each). */
 export type EduIrqMode = 'msi' | 'intx';
 
+/** Options of {@link EduDriver.open}. */
 export interface EduOpenOptions {
   /** The PCI address; default: the first 1234:11e8 device in /sys/bus/pci/devices. */
   address?: string;
@@ -70,6 +88,7 @@ export interface EduOpenOptions {
   mapper?: Omit<DmaMapperOptions, 'limit' | 'devices'>;
 }
 
+/** How {@link EduDriver.factorial} and the DMA methods wait for edu's completion interrupt. */
 export interface EduWaitOptions {
   /** How completion is signalled (default 'msi'). */
   irq?: EduIrqMode;
@@ -89,7 +108,12 @@ export interface EduRoundTrip {
   result: Uint8Array;
 }
 
-/** The PCI address of the first edu device, from sysfs. */
+/**
+ * The PCI address of the first edu device (1234:11e8), from sysfs.
+ *
+ * @param root - where `/sys` is found; default `/`
+ * @throws {@link VfioError} ENODEV when there is none (start QEMU with `-device edu`)
+ */
 export function findEdu(root = '/'): string {
   const pci = join(root, 'sys/bus/pci/devices');
   const id = (a: string, f: string): number => Number(readFileSync(join(pci, a, f), 'utf8').trim());
@@ -98,15 +122,33 @@ export function findEdu(root = '/'): string {
   return found;
 }
 
-/** u32 n!, as edu computes it (wrapping). */
+/**
+ * u32 n!, as edu computes it (wrapping modulo 2^32): what
+ * {@link EduDriver.factorial} should return.
+ */
 export function eduFactorial(n: number): number {
   let r = 1;
   for (let i = 2; i <= n; i++) r = Math.imul(r, i) >>> 0;
   return r >>> 0;
 }
 
+/**
+ * A userspace driver for QEMU's `edu` PCI device, written against this
+ * package's public API only: a worked example of the whole stack (open on
+ * either backend, a mapped BAR, PCI config, MSI or INTx interrupts, and DMA
+ * through a {@link DmaMapper} whose IOVAs stay below edu's 28-bit mask).
+ *
+ * @example
+ * ```ts
+ * using edu = EduDriver.open({ backend: 'cdev' });
+ * console.log(await edu.factorial(10));                 // 3628800, signalled by MSI
+ * await edu.dmaRoundTrip(new TextEncoder().encode('hi'));
+ * ```
+ */
 export class EduDriver {
+  /** The opened device and its DMA space (closed by `close()`). */
   readonly opened: OpenedDevice;
+  /** The DMA mapper over the device's space, limited to IOVAs below {@link EDU_DMA_LIMIT}. */
   readonly mapper: DmaMapper;
   /** BAR0's first page, mapped: every register lives there. */
   readonly regs: MappedRegion;
@@ -123,6 +165,9 @@ export class EduDriver {
   /**
    * Opens edu on the backend asked for, maps BAR0, checks the ID register and
    * enables bus mastering (vfio-pci clears it at open).
+   *
+   * @throws {@link VfioError} ENODEV when there is no edu, or the device's ID
+   *   register is not edu's; the errors of {@link openDevice}
    */
   static open(options: EduOpenOptions = {}): EduDriver {
     const opened = openDevice(options.address ?? findEdu(), { backend: options.backend ?? 'auto' });
@@ -142,10 +187,12 @@ export class EduDriver {
     }
   }
 
+  /** Which path the device was opened on. */
   get backend(): 'group' | 'cdev' {
     return this.opened.backend;
   }
 
+  /** The VFIO device. */
   get device(): OpenedDevice['device'] {
     return this.opened.device;
   }
@@ -178,6 +225,9 @@ export class EduDriver {
   /**
    * Switches the interrupt mode: MSI (index 1) or INTx (index 0). vfio-pci
    * allows one of them at a time, so the other is disabled first.
+   *
+   * @returns the enabled interrupts (the same object when the mode is unchanged)
+   * @throws TypeError for another mode
    */
   useInterrupts(mode: EduIrqMode): Interrupts {
     if (mode !== 'msi' && mode !== 'intx') throw new TypeError(`irq must be 'msi' or 'intx', got ${String(mode)}`);
@@ -222,7 +272,14 @@ export class EduDriver {
     return status;
   }
 
-  /** n! in u32, computed by edu; completion is an interrupt (MSI or INTx). */
+  /**
+   * n! in u32, computed by edu; completion is an interrupt (MSI or INTx).
+   *
+   * @param n - a u32
+   * @throws RangeError when `n` is not a u32
+   * @throws {@link VfioError} EBUSY while edu is still computing; ETIMEDOUT when
+   *   no interrupt arrives in time; EIO when IRQ_STATUS lacks the factorial bit
+   */
   async factorial(n: number, o: EduWaitOptions = {}): Promise<number> {
     if (!Number.isInteger(n) || n < 0 || n > 0xffffffff) throw new RangeError(`n must be a u32, got ${n}`);
     if (this.regs.read32(EDU_REG.STATUS) & EDU_STATUS_COMPUTING) throw new VfioError({ code: 'EBUSY', errno: 16, operation: 'edu factorial', message: 'EBUSY: edu is still computing' });
@@ -238,6 +295,13 @@ export class EduDriver {
   /**
    * One DMA transfer of `count` bytes between `iova` and edu's buffer at
    * 0x40000 + `deviceOffset`, completed by an interrupt. Returns IRQ_STATUS.
+   *
+   * @param direction - 'to-device' (RAM → edu) or 'to-ram' (edu → RAM)
+   * @param iova - where the device sees the RAM side, e.g. a {@link DmaMapping}'s `iova`
+   * @throws RangeError when the transfer would leave edu's buffer (see
+   *   {@link EDU_DMA_MAX}) or pass its 28-bit DMA mask
+   * @throws {@link VfioError} EBUSY while a transfer runs; ETIMEDOUT without
+   *   the interrupt; EIO when the interrupt came but the transfer did not finish
    */
   async dma(direction: 'to-device' | 'to-ram', iova: bigint, count: number, o: EduWaitOptions & { deviceOffset?: number } = {}): Promise<number> {
     const devOff = o.deviceOffset ?? 0;
@@ -262,6 +326,9 @@ export class EduDriver {
    * an interrupt. Both buffers are mapped through the DmaMapper (A read-only,
    * B write-only for the device), then unmapped and freed. Throws EIO if B
    * differs from A.
+   *
+   * @param data - 1 to {@link EDU_DMA_MAX} bytes
+   * @throws RangeError for an empty or too long `data`
    */
   async dmaRoundTrip(data: Uint8Array, o: EduWaitOptions = {}): Promise<EduRoundTrip> {
     if (data.length === 0 || data.length > EDU_DMA_MAX) throw new RangeError(`a round trip moves 1..${EDU_DMA_MAX} bytes (see EDU_DMA_MAX), got ${data.length}`);
@@ -302,6 +369,7 @@ export class EduDriver {
     }
   }
 
+  /** Same as `close()`, for `using`. */
   [Symbol.dispose](): void {
     this.close();
   }

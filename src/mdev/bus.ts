@@ -108,6 +108,8 @@ export interface MdevBusOptions {
 /**
  * Validates an mdev UUID (8-4-4-4-12 hex digits, any case) and returns it in
  * lower case. Throws a VfioError EINVAL for anything else, including ''.
+ *
+ * @param operation - the operation named in the error; default 'mdev'
  */
 export function parseUuid(uuid: string, operation = 'mdev'): string {
   if (typeof uuid !== 'string' || !UUID_RE.test(uuid)) {
@@ -120,11 +122,26 @@ export function parseUuid(uuid: string, operation = 'mdev'): string {
   return uuid.toLowerCase();
 }
 
-/** The mdevs, parents and types under one sysfs root. */
+/**
+ * The mdevs, parents and types under one sysfs root: list parents and types,
+ * create an mdev and wait for its VFIO nodes, look one up, remove it. Creating
+ * and removing need root (writing sysfs); listing does not.
+ *
+ * @example
+ * ```ts
+ * const bus = new MdevBus();
+ * const mdev = await bus.create('mtty-2'); // resolves once /dev/vfio/<group> exists
+ * const dev = openDevice(mdev.uuid);
+ * // …
+ * dev.close(); // remove() refuses (EBUSY) while this process holds it open
+ * await bus.remove(mdev.uuid);
+ * ```
+ */
 export class MdevBus {
   /** The root everything is looked up under. */
   readonly sys: SysRoot;
 
+  /** @param options - the root to find /sys, /dev and /proc under; default '/' */
   constructor(options: MdevBusOptions = {}) {
     this.sys = options.root instanceof SysRoot ? options.root : new SysRoot(options.root);
   }
@@ -159,6 +176,8 @@ export class MdevBus {
    * The type `id`, on `parent` if given. VfioError ENOENT for an unknown
    * parent or type, EINVAL when several parents have the type and no parent
    * was given.
+   *
+   * @param operation - the operation named in errors; default 'mdev type'
    */
   type(id: string, parent?: string, operation = 'mdev type'): MdevType {
     if (parent !== undefined) this.#assertParent(parent, operation);
@@ -258,7 +277,7 @@ export class MdevBus {
    *
    * Refuses with EBUSY while this process holds the device open through the
    * library (the kernel would wait for those very fds). Otherwise writes
-   * `remove` from a long-lived child process ({@link sysfsWriter}), so a
+   * `remove` from a long-lived child process (one per process, shared), so a
    * device held open elsewhere can never block this process, nor the removal
    * of another device; if the kernel has not finished within `timeoutMs`, rejects
    * with ETIMEDOUT naming the processes that hold it open, and the removal

@@ -100,7 +100,7 @@ export interface VfioNodes {
   cdevPath: string | null;
 }
 
-/** The IOMMU group, group node and vfio cdev of the device whose sysfs directory is `dev`. */
+/** The IOMMU group, group node and vfio cdev of the device whose sysfs directory is `dev`. @internal */
 export function vfioNodes(sys: SysRoot, dev: string): VfioNodes {
   const group = sys.linkName(`${dev}/iommu_group`);
   const iommuGroup = group !== null && /^\d+$/.test(group) ? Number(group) : null;
@@ -149,6 +149,7 @@ export interface IommuGroup {
 
 /** A process that has one of the given nodes open. */
 export interface Holder {
+  /** The process id. */
   pid: number;
   /** `/proc/<pid>/comm`, or null when unreadable. */
   command: string | null;
@@ -158,6 +159,10 @@ export interface Holder {
  * The processes that hold any of `nodes` ('/dev/vfio/3', …) open, found by
  * scanning the `/proc/<pid>/fd` symlinks. Processes this one may not inspect
  * are skipped. A node deleted while open still matches (' (deleted)').
+ *
+ * @param sys - where `/proc` is found
+ * @param nodes - system paths of device nodes
+ * @returns the holders, by ascending pid
  */
 export function processesHolding(sys: SysRoot, nodes: string[]): Holder[] {
   const wanted = new Set(nodes);
@@ -192,7 +197,7 @@ export function processesHolding(sys: SysRoot, nodes: string[]): Holder[] {
 
 const hex = (s: string | null): string | null => (s === null ? null : s.replace(/^0x/, ''));
 
-/** Describes the device whose sysfs directory (canonical or a symlink to it) is `dev`. */
+/** Describes the device whose sysfs directory (canonical or a symlink to it) is `dev`. @internal */
 export function describeDevice(sys: SysRoot, dev: string): GroupDevice {
   const path = sys.real(dev) ?? dev;
   const bus = sys.linkName(`${path}/subsystem`);
@@ -212,7 +217,12 @@ export function describeDevice(sys: SysRoot, dev: string): GroupDevice {
   };
 }
 
-/** Every IOMMU group and its devices, by group number. */
+/**
+ * Every IOMMU group and its devices, by group number, from
+ * `/sys/kernel/iommu_groups` (what `vfio ls` prints).
+ *
+ * @param sys - where `/sys` and `/dev` are found; default the real root
+ */
 export function iommuGroups(sys: SysRoot = new SysRoot()): IommuGroup[] {
   const base = '/sys/kernel/iommu_groups';
   return sys

@@ -73,10 +73,10 @@ process.stdin.on('data', (s) => {
 
 const PERL = ['/usr/bin/perl', '/bin/perl'].find((p) => existsSync(p));
 
-/** Which interpreter runs the writer. */
+/** Which interpreter runs the writer. @internal */
 export type WriterRuntime = 'perl' | 'node';
 
-/** Options of {@link SysfsWriter.write}. */
+/** Options of {@link SysfsWriter.write}. @internal */
 export interface SysfsWriteOptions {
   /** Reject with ETIMEDOUT after this long; the write itself completes in the background. Default: wait for ever. */
   timeoutMs?: number;
@@ -119,7 +119,7 @@ const hex = (s: string): string => Buffer.from(s, 'utf8').toString('hex');
 /** setTimeout's limit; longer (or non-finite) timeouts mean no timeout. */
 const MAX_TIMER_MS = 2 ** 31 - 1;
 
-/** A long-lived writer child, spawned on first use; see the module comment. */
+/** A long-lived writer child, spawned on first use; see the module comment. @internal */
 export class SysfsWriter {
   /** The interpreter of the children. */
   readonly runtime: WriterRuntime;
@@ -288,5 +288,5 @@ export class SysfsWriter {
   }
 }
 
-/** The writer shared by every {@link MdevBus}: one idle child per process at most. */
+/** The writer shared by every {@link MdevBus}: one idle child per process at most. @internal */
 export const sysfsWriter = new SysfsWriter();

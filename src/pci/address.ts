@@ -2,12 +2,20 @@
  * PCI addresses in the kernel's `DDDD:BB:SS.F` form.
  */
 
-/** PCI_SLOT(devfn): the device number, bits 3-7. */
+/**
+ * PCI_SLOT(devfn): the device number, bits 3-7.
+ *
+ * @param devfn - slot and function packed in one byte, as the kernel keeps them
+ */
 export function pciSlot(devfn: number): number {
   return (devfn >> 3) & 0x1f;
 }
 
-/** PCI_FUNC(devfn): the function number, bits 0-2. */
+/**
+ * PCI_FUNC(devfn): the function number, bits 0-2.
+ *
+ * @param devfn - slot and function packed in one byte, as the kernel keeps them
+ */
 export function pciFunction(devfn: number): number {
   return devfn & 0x7;
 }

@@ -17,26 +17,45 @@ import { asBuffer, bitNames, hex } from '../uapi/binary.js';
 
 // ---- register offsets and bits (include/uapi/linux/pci_regs.h) ---------------------------
 
-/** Offsets of the header registers. */
+/** Byte offsets of the configuration header registers (include/uapi/linux/pci_regs.h). */
 export const PCI_CONFIG = {
+  /** Vendor ID (16 bits; 0xffff when no device answers). */
   VENDOR_ID: 0x00,
+  /** Device ID (16 bits). */
   DEVICE_ID: 0x02,
+  /** Command register (16 bits; see {@link PCI_COMMAND_BITS}). */
   COMMAND: 0x04,
+  /** Status register (16 bits; see {@link PCI_STATUS_BITS}). */
   STATUS: 0x06,
+  /** Revision ID (8 bits). */
   REVISION_ID: 0x08,
+  /** Programming interface, the low byte of the class code. */
   CLASS_PROG: 0x09,
+  /** Subclass and base class, the upper 16 bits of the class code. */
   CLASS_DEVICE: 0x0a,
+  /** Cache line size in dwords (8 bits). */
   CACHE_LINE_SIZE: 0x0c,
+  /** Latency timer in PCI clocks (8 bits). */
   LATENCY_TIMER: 0x0d,
+  /** Header type (8 bits): the layout in bits 0–6, multi-function in bit 7. */
   HEADER_TYPE: 0x0e,
+  /** Built-in self test (8 bits). */
   BIST: 0x0f,
+  /** BAR0; BAR n is at 0x10 + 4n (6 on an endpoint, 2 on a bridge). */
   BASE_ADDRESS_0: 0x10,
+  /** Subsystem vendor ID (16 bits; type-0 headers). */
   SUBSYSTEM_VENDOR_ID: 0x2c,
+  /** Subsystem ID (16 bits; type-0 headers). */
   SUBSYSTEM_ID: 0x2e,
+  /** Expansion ROM base address (32 bits; type-0 headers). */
   ROM_ADDRESS: 0x30,
+  /** Pointer to the first standard capability (8 bits; valid when STATUS has CAP_LIST). */
   CAPABILITY_LIST: 0x34,
+  /** Expansion ROM base address of a PCI-to-PCI bridge (type-1 headers). */
   ROM_ADDRESS1: 0x38,
+  /** Interrupt line (8 bits): the IRQ the firmware routed INTx to. */
   INTERRUPT_LINE: 0x3c,
+  /** Interrupt pin (8 bits): 0 none, 1–4 INTA–INTD. */
   INTERRUPT_PIN: 0x3d,
 } as const;
 
@@ -71,16 +90,27 @@ export const PCI_COMMAND_FAST_BACK = 0x200;
 export const PCI_COMMAND_INTX_DISABLE = 0x400;
 /** Command register bit names. */
 export const PCI_COMMAND_BITS = {
+  /** {@link PCI_COMMAND_IO}: respond to I/O space accesses. */
   IO: PCI_COMMAND_IO,
+  /** {@link PCI_COMMAND_MEMORY}: respond to memory space accesses. */
   MEMORY: PCI_COMMAND_MEMORY,
+  /** {@link PCI_COMMAND_MASTER}: bus mastering (DMA) enabled. */
   MASTER: PCI_COMMAND_MASTER,
+  /** {@link PCI_COMMAND_SPECIAL}: respond to special cycles. */
   SPECIAL: PCI_COMMAND_SPECIAL,
+  /** {@link PCI_COMMAND_INVALIDATE}: memory write and invalidate. */
   INVALIDATE: PCI_COMMAND_INVALIDATE,
+  /** {@link PCI_COMMAND_VGA_PALETTE}: VGA palette snooping. */
   VGA_PALETTE: PCI_COMMAND_VGA_PALETTE,
+  /** {@link PCI_COMMAND_PARITY}: parity error response. */
   PARITY: PCI_COMMAND_PARITY,
+  /** {@link PCI_COMMAND_WAIT}: address/data stepping. */
   WAIT: PCI_COMMAND_WAIT,
+  /** {@link PCI_COMMAND_SERR}: SERR# enabled. */
   SERR: PCI_COMMAND_SERR,
+  /** {@link PCI_COMMAND_FAST_BACK}: fast back-to-back writes. */
   FAST_BACK: PCI_COMMAND_FAST_BACK,
+  /** {@link PCI_COMMAND_INTX_DISABLE}: INTx emulation disabled. */
   INTX_DISABLE: PCI_COMMAND_INTX_DISABLE,
 } as const;
 
@@ -88,17 +118,29 @@ export const PCI_COMMAND_BITS = {
 export const PCI_STATUS_CAP_LIST = 0x10;
 /** Status register bit names (the 2-bit DEVSEL timing field is left out). */
 export const PCI_STATUS_BITS = {
+  /** Immediate readiness. */
   IMM_READY: 0x01,
+  /** An INTx interrupt is pending. */
   INTERRUPT: 0x08,
+  /** The capability list at 0x34 is valid ({@link PCI_STATUS_CAP_LIST}). */
   CAP_LIST: PCI_STATUS_CAP_LIST,
+  /** 66 MHz capable (conventional PCI). */
   '66MHZ': 0x20,
+  /** User-definable features supported (obsolete). */
   UDF: 0x40,
+  /** Fast back-to-back transactions capable. */
   FAST_BACK: 0x80,
+  /** Master data parity error detected. */
   PARITY: 0x100,
+  /** Signalled a target abort. */
   SIG_TARGET_ABORT: 0x800,
+  /** Received a target abort (as master). */
   REC_TARGET_ABORT: 0x1000,
+  /** Received a master abort (as master). */
   REC_MASTER_ABORT: 0x2000,
+  /** Signalled SERR#. */
   SIG_SYSTEM_ERROR: 0x4000,
+  /** Detected a parity error (even with parity error response disabled). */
   DETECTED_PARITY: 0x8000,
 } as const;
 const PCI_STATUS_DEVSEL_MASK = 0x600;
@@ -120,7 +162,7 @@ const PCI_BASE_ADDRESS_MEM_PREFETCH = 0x8;
 const PCI_BASE_ADDRESS_IO_MASK = ~0x3;
 const PCI_BASE_ADDRESS_MEM_MASK = ~0xf;
 
-/** Standard capability ids. */
+/** Capability id: Power Management. */
 export const PCI_CAP_ID_PM = 0x01;
 /** Capability id: MSI. */
 export const PCI_CAP_ID_MSI = 0x05;
@@ -223,8 +265,11 @@ export function pciExtCapName(id: number): string {
 
 /** The class code: base class, subclass and programming interface. */
 export interface PciClassCode {
+  /** The base class (bits 23–16), e.g. 0x03 display controller. */
   baseClass: number;
+  /** The subclass (bits 15–8). */
   subClass: number;
+  /** The programming interface (bits 7–0). */
   progIf: number;
   /** The 24-bit value, e.g. 0x070002. */
   value: number;
@@ -234,7 +279,9 @@ export interface PciClassCode {
 export interface PciBar {
   /** BAR number (0-5). */
   index: number;
+  /** I/O space, or a 32-bit or 64-bit memory BAR. */
   kind: 'io' | 'mem32' | 'mem64';
+  /** Memory BARs: the prefetchable bit (always false for I/O). */
   prefetchable: boolean;
   /** The base address with the flag bits masked off. */
   address: bigint;
@@ -246,7 +293,9 @@ export interface PciBar {
 
 /** Fields every decoded standard capability has. */
 export interface PciCapBase {
+  /** The capability id, e.g. 0x05 MSI, 0x10 PCI Express, 0x11 MSI-X. */
   id: number;
+  /** The id's name ('MSI', 'MSI-X', 'PCIe', …; see {@link pciCapName}). */
   name: string;
   /** Where the capability starts. */
   offset: number;
@@ -256,19 +305,25 @@ export interface PciCapBase {
 
 /** MSI (id 0x05). Register offsets are absolute config-space offsets. */
 export interface PciMsiCap extends PciCapBase {
+  /** Discriminant of {@link PciCapability}. */
   kind: 'msi';
   /** Message Control. */
   control: number;
+  /** MSI Enable is set in Message Control. */
   enabled: boolean;
   /** Vectors the function can request (1, 2, 4, … 32). */
   multipleMessageCapable: number;
   /** Vectors enabled (1, 2, 4, … 32). */
   multipleMessageEnable: number;
+  /** The function can generate 64-bit message addresses. */
   is64Bit: boolean;
+  /** The function supports per-vector masking (Mask and Pending registers exist). */
   perVectorMask: boolean;
+  /** The Message Address register. */
   addressOffset: number;
   /** The upper address dword (64-bit only). */
   upperAddressOffset: number | undefined;
+  /** The Message Data register. */
   dataOffset: number;
   /** Mask bits (per-vector masking only). */
   maskOffset: number | undefined;
@@ -278,37 +333,51 @@ export interface PciMsiCap extends PciCapBase {
 
 /** MSI-X (id 0x11). */
 export interface PciMsixCap extends PciCapBase {
+  /** Discriminant of {@link PciCapability}. */
   kind: 'msix';
   /** Message Control. */
   control: number;
+  /** MSI-X Enable is set in Message Control. */
   enabled: boolean;
+  /** Function Mask is set: every vector is masked. */
   functionMask: boolean;
   /** Number of table entries. */
   tableSize: number;
+  /** The BAR (0–5) that holds the MSI-X table. */
   tableBir: number;
+  /** Byte offset of the table within that BAR. */
   tableOffset: number;
+  /** The BAR (0–5) that holds the Pending Bit Array. */
   pbaBir: number;
+  /** Byte offset of the Pending Bit Array within that BAR. */
   pbaOffset: number;
 }
 
 /** PCI Express (id 0x10). */
 export interface PciExpressCap extends PciCapBase {
+  /** Discriminant of {@link PciCapability}. */
   kind: 'pcie';
   /** The PCI Express Capabilities register. */
   flags: number;
+  /** The capability's version (1 or 2). */
   version: number;
+  /** The device/port type (0 Endpoint, 4 Root Port, …; see `deviceTypeName`). */
   deviceType: number;
   /** 'Endpoint', 'RootPort', … or 'Type<n>'. */
   deviceTypeName: string;
+  /** The port is connected to a slot. */
   slotImplemented: boolean;
+  /** The MSI/MSI-X vector used for this capability's interrupts. */
   interruptMessageNumber: number;
 }
 
 /** Power Management (id 0x01). */
 export interface PciPmCap extends PciCapBase {
+  /** Discriminant of {@link PciCapability}. */
   kind: 'pm';
   /** Power Management Capabilities register. */
   pmc: number;
+  /** The PM spec version in PMC (3 for PCI PM 1.2). */
   version: number;
   /** Power Management Control/Status register. */
   pmcsr: number;
@@ -320,6 +389,7 @@ export interface PciPmCap extends PciCapBase {
 
 /** Vendor-specific (id 0x09): kept raw. */
 export interface PciVendorCap extends PciCapBase {
+  /** Discriminant of {@link PciCapability}. */
   kind: 'vendor';
   /** The length byte (offset 2). */
   length: number;
@@ -329,6 +399,7 @@ export interface PciVendorCap extends PciCapBase {
 
 /** Any other capability, or a known one whose registers run past the end of the buffer. */
 export interface PciOtherCap extends PciCapBase {
+  /** Discriminant of {@link PciCapability}. */
   kind: 'other';
 }
 
@@ -337,10 +408,15 @@ export type PciCapability = PciMsiCap | PciMsixCap | PciExpressCap | PciPmCap | 
 
 /** An extended capability (header only; DSN decoded). */
 export interface PciExtCapability {
+  /** The extended capability id (bits 15–0 of its header), e.g. 0x0001 AER, 0x0003 DSN. */
   id: number;
+  /** The capability's version (bits 19–16). */
   version: number;
+  /** The id's name ('AER', 'DSN', …; see {@link pciExtCapName}). */
   name: string;
+  /** Where the capability starts (0x100 or above). */
   offset: number;
+  /** The next pointer (bits 31–20; 0 ends the list). */
   next: number;
   /** The Device Serial Number (DSN only). */
   serialNumber?: bigint;
@@ -350,23 +426,33 @@ export interface PciExtCapability {
 export interface PciConfig {
   /** Bytes available. */
   length: number;
+  /** Vendor ID (0x1234 for QEMU's edu). */
   vendorId: number;
+  /** Device ID. */
   deviceId: number;
+  /** The Command register. */
   command: number;
   /** 'IO', 'MEMORY', 'MASTER', … */
   commandNames: string[];
+  /** The Status register. */
   status: number;
   /** 'CAP_LIST', 'INTERRUPT', … (DEVSEL timing in `devselTiming`). */
   statusNames: string[];
   /** 0 fast, 1 medium, 2 slow. */
   devselTiming: number;
+  /** Revision ID. */
   revision: number;
+  /** The class code, split. */
   classCode: PciClassCode;
+  /** Cache line size in dwords. */
   cacheLineSize: number;
+  /** Latency timer in PCI clocks. */
   latencyTimer: number;
   /** The layout (0 normal, 1 bridge, 2 CardBus), without the multi-function bit. */
   headerType: number;
+  /** The header type's multi-function bit: the device has functions besides 0. */
   multiFunction: boolean;
+  /** The BIST register. */
   bist: number;
   /** Decoded BARs: 6 slots for a type-0 header, 2 for a bridge, none otherwise. */
   bars: PciBar[];
@@ -382,10 +468,13 @@ export interface PciConfig {
   hasCapabilityList: boolean;
   /** The byte at 0x34 as read. */
   capabilitiesPointer: number;
+  /** The Interrupt Line register (the IRQ the firmware routed INTx to). */
   interruptLine: number;
   /** 0 none, 1-4 INTA-INTD. */
   interruptPin: number;
+  /** The standard capabilities, in list order. */
   capabilities: PciCapability[];
+  /** The PCI Express extended capabilities, in list order ([] for 256 bytes or less). */
   extendedCapabilities: PciExtCapability[];
   /** Why a walk stopped early or a register was missing; [] for a clean config space. */
   issues: string[];
@@ -640,7 +729,11 @@ function walkExtCapabilities(b: Bytes, issues: string[]): PciExtCapability[] {
  * (else VfioError `ERR_VFIO_BAD_PCI_CONFIG`); accepts 255 bytes (mdev
  * samples), 256 and 4096. The capability list is walked only when the
  * status register has CAP_LIST; the extended list only when the buffer
- * extends past 0x100.
+ * extends past 0x100. Malformed capability lists do not throw: see `issues`.
+ *
+ * @param buf - the config region's bytes, e.g. from {@link Device.pciConfigBytes}
+ * @throws TypeError when `buf` is not a Uint8Array
+ * @throws {@link VfioError} ERR_VFIO_BAD_PCI_CONFIG for fewer than 64 bytes
  */
 export function parsePciConfig(buf: Buffer | Uint8Array): PciConfig {
   const b = new Bytes(asBuffer(buf, 'config space'));
