@@ -84,7 +84,7 @@ export abstract class Resource {
   }
 }
 
-/** A bigint or safe non-negative integer, as bigint; anything else is a TypeError/RangeError. */
+/** A bigint or safe non-negative integer, as bigint; anything else is a TypeError/RangeError. @internal */
 export function toU64(value: unknown, name: string): bigint {
   if (typeof value === 'bigint') {
     if (value < 0n || value > 0xffff_ffff_ffff_ffffn) throw new RangeError(`${name} must be between 0 and 2^64-1, got ${value}`);
@@ -101,12 +101,14 @@ export function toU64(value: unknown, name: string): bigint {
  * Like {@link toU64}, but a safe non-negative integer number is passed through
  * as it is, for the native seam (which takes both): no BigInt is made on hot
  * paths such as register accesses.
+ *
+ * @internal
  */
 export function u64Arg(value: unknown, name: string): number | bigint {
   return typeof value === 'number' && Number.isSafeInteger(value) && value >= 0 ? value : toU64(value, name);
 }
 
-/** A non-negative 32-bit integer (indexes, counts, flags). */
+/** A non-negative 32-bit integer (indexes, counts, flags). @internal */
 export function toU32(value: unknown, name: string): number {
   if (typeof value !== 'number') throw new TypeError(`${name} must be a number, got ${typeof value}`);
   if (!Number.isInteger(value) || value < 0 || value > 0xffff_ffff) throw new RangeError(`${name} must be an integer between 0 and 2^32-1, got ${value}`);

@@ -17,6 +17,7 @@ function plain(v: unknown): Json {
   return v as Json;
 }
 
+/** One region in `vfio info --json`: 64-bit size and offset as decimal strings, capabilities as decoded. @internal */
 export interface RegionJson {
   index: number;
   name: string;
@@ -26,6 +27,7 @@ export interface RegionJson {
   offset: string;
   caps: Json[];
 }
+/** One IRQ index in `vfio info --json`. @internal */
 export interface IrqJson {
   index: number;
   name: string;
@@ -33,8 +35,10 @@ export interface IrqJson {
   flags: number;
   flagNames: string[];
 }
+/** A region or IRQ index the kernel refused, with its error code ('EINVAL'). @internal */
 export type IndexError = { index: number; error: string };
 
+/** The whole `vfio info --json` output. @internal */
 export interface DeviceInfoJson {
   device: string;
   backend: 'group' | 'cdev';
@@ -63,6 +67,7 @@ const regionJson = (r: IndexResult<RegionInfo>): RegionJson | IndexError =>
 const irqJson = (i: IndexResult<IrqInfo>): IrqJson | IndexError =>
   'error' in i ? { index: i.index, error: i.error } : { index: i.index, name: i.name, count: i.count, flags: i.flags, flagNames: i.flagNames };
 
+/** A device's info, regions and IRQs as `vfio info --json` prints them. @internal */
 export function deviceInfoJson(device: Device): DeviceInfoJson {
   const info = device.info();
   return {

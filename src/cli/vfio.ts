@@ -15,13 +15,13 @@ import { deviceInfoJson } from './info.js';
 import { openDevice } from '../vfio/open.js';
 import { SysRoot, iommuGroups, type IommuGroup } from '../mdev/sysfs.js';
 
-/** Where a command writes. */
+/** Where a command writes. @internal */
 export interface CliIo {
   stdout: { write(s: string): unknown };
   stderr: { write(s: string): unknown };
 }
 
-/** What a command's `run` gets. */
+/** What a command's `run` gets. @internal */
 export interface CommandContext {
   /** The positional arguments after the command words, one per entry of `args`. */
   args: string[];
@@ -33,7 +33,7 @@ export interface CommandContext {
   print(text: string): void;
 }
 
-/** One CLI command. */
+/** One CLI command. @internal */
 export interface Command {
   /** The command words: 'ls', 'mdev create'. */
   name: string;
@@ -46,7 +46,7 @@ export interface Command {
   run(ctx: CommandContext): void | Promise<void>;
 }
 
-/** One command-line option. */
+/** One command-line option. @internal */
 export interface OptionSpec {
   type: 'string' | 'boolean';
   short?: string;
@@ -65,13 +65,13 @@ const OPTION_SPECS = {
   backend: { type: 'string', value: 'B', help: 'group (container + group fd) or cdev (iommufd + device cdev); default: cdev for a cdev path, else group' },
 } satisfies Record<string, OptionSpec>;
 
-/** The name of an option, without the dashes. */
+/** The name of an option, without the dashes. @internal */
 export type OptionName = keyof typeof OPTION_SPECS;
 
-/** Every option any command takes; a name means the same everywhere. */
+/** Every option any command takes; a name means the same everywhere. @internal */
 export const OPTIONS: Record<OptionName, OptionSpec> = OPTION_SPECS;
 
-/** A malformed command line: exit status 2. */
+/** A malformed command line: exit status 2. @internal */
 export class UsageError extends Error {
   constructor(
     message: string,
@@ -84,7 +84,7 @@ export class UsageError extends Error {
 
 const bus = (ctx: CommandContext): MdevBus => new MdevBus({ root: ctx.sys });
 
-/** Aligned columns, two spaces apart; the last column is not padded. */
+/** Aligned columns, two spaces apart; the last column is not padded. @internal */
 export function table(header: string[], rows: string[][]): string {
   const all = [header, ...rows];
   const widths = header.map((_, i) => Math.max(...all.map((r) => (r[i] ?? '').length)));
@@ -104,7 +104,7 @@ function timeoutMs(ctx: CommandContext): number | undefined {
   return Math.round(n * 1000);
 }
 
-/** The `mdev types --json` contract. */
+/** The `mdev types --json` contract. @internal */
 export const typeJson = (t: MdevType) => ({
   parent: t.parent,
   type: t.id,
@@ -115,7 +115,7 @@ export const typeJson = (t: MdevType) => ({
   devices: t.devices,
 });
 
-/** The `mdev list --json` (and `mdev create --json`) contract. */
+/** The `mdev list --json` (and `mdev create --json`) contract. @internal */
 export const mdevJson = (d: Mdev) => ({
   uuid: d.uuid,
   parent: d.parent,
@@ -124,7 +124,7 @@ export const mdevJson = (d: Mdev) => ({
   vfioDev: d.vfioDev,
 });
 
-/** The `ls --json` contract. */
+/** The `ls --json` contract. @internal */
 export const groupJson = (g: IommuGroup) => ({
   group: g.id,
   name: g.name,
@@ -142,7 +142,7 @@ export const groupJson = (g: IommuGroup) => ({
   })),
 });
 
-/** The command table. */
+/** The command table. @internal */
 export const COMMANDS: Command[] = [
   {
     name: 'info',
@@ -257,7 +257,7 @@ function optionUsage(names: OptionName[]): string {
 
 const synopsis = (c: Command): string => ['vfio', c.name, ...c.args, ...c.options.map((n) => `[${flag(n)}]`)].join(' ');
 
-/** The help text of one command, or of the whole CLI. */
+/** The help text of one command, or of the whole CLI. @internal */
 export function usage(command?: Command): string {
   if (command) {
     return `usage: ${synopsis(command)}\n\n${command.summary}\n\noptions:\n${optionUsage([...command.options, ...GLOBAL])}\n`;
@@ -280,7 +280,7 @@ export function usage(command?: Command): string {
 const parseOptions = (names: OptionName[]) =>
   Object.fromEntries(names.map((n) => [n, { type: OPTIONS[n].type, ...(OPTIONS[n].short ? { short: OPTIONS[n].short } : {}) }]));
 
-/** Finds the command and parses its options; throws UsageError. Returns null for a bare `vfio --help`. */
+/** Finds the command and parses its options; throws UsageError. Returns null for a bare `vfio --help`. @internal */
 export function parseCommandLine(argv: string[]): { command: Command | null; args: string[]; values: CommandContext['values'] } {
   const all = Object.keys(OPTIONS) as OptionName[];
   // First pass, lenient: which words are the command?
@@ -326,7 +326,7 @@ function usageError(io: CliIo, err: UsageError, command = err.command): number {
 
 const oneLine = (s: string): string => s.replace(/\s*\n\s*/g, ' ').trim();
 
-/** Runs the CLI with `argv` (without node and the script); resolves to the exit status. */
+/** Runs the CLI with `argv` (without node and the script); resolves to the exit status. @internal */
 export async function main(argv: string[], io: CliIo = process): Promise<number> {
   let parsed: ReturnType<typeof parseCommandLine>;
   try {
