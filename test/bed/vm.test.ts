@@ -6,13 +6,15 @@ import { spawnSync } from 'node:child_process';
 import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { pathToFileURL } from 'node:url';
 import { describe, expect, it } from 'vitest';
 import { packageRoot } from '../../src/vm/common.js';
 
 const root = packageRoot();
 function vm(args: string[], env: Record<string, string> = {}, cwd = root) {
   const started = Date.now();
-  const r = spawnSync(process.execPath, ['--import', 'tsx', join(root, 'src/cli/vfio-vm.ts'), ...args], {
+  // tsx by its path: the working directory may be a project of its own, without tsx.
+  const r = spawnSync(process.execPath, ['--import', pathToFileURL(join(root, 'node_modules/tsx/dist/loader.mjs')).href, join(root, 'src/cli/vfio-vm.ts'), ...args], {
     cwd,
     env: { ...process.env, ...env },
     maxBuffer: 64 * 1024 * 1024,
