@@ -1,13 +1,24 @@
 /**
  * vfio: drive Linux VFIO, iommufd and mediated devices from Node.js.
  *
+ * Start with {@link openDevice}, which opens a device by PCI address, mdev
+ * UUID or cdev path on either backend and hands back the {@link Device} with
+ * one {@link DmaSpace}. The layers below it are usable on their own: the
+ * legacy {@link Container} and {@link Group}, the iommufd {@link IommuFd} and
+ * {@link Ioas}, DMA buffers ({@link allocDmaBuffer}) and the {@link DmaMapper},
+ * {@link Interrupts}, mediated devices ({@link MdevBus}), PCI config space
+ * ({@link parsePciConfig}) and the uapi decoders. Every failure is a
+ * {@link VfioError}.
+ *
  * @packageDocumentation
+ * @module vfio
  */
 export { VfioError, ERR_VFIO_CLOSED, errnoName, errnoNumber, errnoMessage, type VfioErrorInit } from './errors.js';
 export { hintFor, type HintContext } from './hints.js';
 export { Container, CONTAINER_PATH, type MapDmaOptions } from './vfio/container.js';
 export { Group } from './vfio/group.js';
 export { Region, MappedRegion, type MmapOptions } from './vfio/region.js';
+export { captureDisplay, encodePng, CAPTURE_FORMATS, type DisplayCapture, type CaptureOptions } from './vfio/display.js';
 export {
   Device,
   GfxDmabuf,

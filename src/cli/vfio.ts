@@ -5,7 +5,7 @@
  * function. Exit status: 0 success, 1 the operation failed (one line on
  * stderr with the errno code and the hint), 2 usage error.
  */
-import { existsSync, realpathSync } from 'node:fs';
+import { existsSync, realpathSync, writeFileSync } from 'node:fs';
 import { constants } from 'node:os';
 import { pathToFileURL } from 'node:url';
 import { parseArgs } from 'node:util';
@@ -13,6 +13,7 @@ import { VfioError } from '../errors.js';
 import { MdevBus, type Mdev, type MdevType } from '../mdev/bus.js';
 import { deviceInfoJson } from './info.js';
 import { openDevice } from '../vfio/open.js';
+import { captureDisplay, type DisplayCapture } from '../vfio/display.js';
 import { SysRoot, iommuGroups, type IommuGroup } from '../mdev/sysfs.js';
 
 /** Where a command writes. @internal */
@@ -63,6 +64,7 @@ const OPTION_SPECS = {
   uuid: { type: 'string', value: 'U', help: 'the UUID to create (default: a fresh v4 UUID)' },
   timeout: { type: 'string', value: 'S', help: 'seconds to wait for the kernel' },
   backend: { type: 'string', value: 'B', help: 'group (container + group fd) or cdev (iommufd + device cdev); default: cdev for a cdev path, else group' },
+  output: { type: 'string', short: 'o', value: 'FILE', help: 'the file to write (screenshot: default screenshot.png)' },
 } satisfies Record<string, OptionSpec>;
 
 /** The name of an option, without the dashes. @internal */
@@ -142,8 +144,50 @@ export const groupJson = (g: IommuGroup) => ({
   })),
 });
 
+/** The backend `--backend` names, or the default for the device spec. */
+function backendOption(ctx: CommandContext, spec: string): 'group' | 'cdev' {
+  const backend = (ctx.values.backend as string | undefined) ?? (spec.startsWith('/dev/vfio/devices/') ? 'cdev' : 'group');
+  if (backend !== 'group' && backend !== 'cdev') throw new UsageError(`--backend takes group or cdev, not ${JSON.stringify(backend)}`);
+  return backend;
+}
+
+/** The `screenshot --json` contract. @internal */
+export const screenshotJson = (device: string, backend: string, file: string, c: DisplayCapture, bytes: number): Record<string, unknown> => ({
+  device,
+  backend,
+  file,
+  bytes,
+  width: c.width,
+  height: c.height,
+  stride: c.stride,
+  format: c.format,
+  source: c.source,
+});
+
 /** The command table. @internal */
 export const COMMANDS: Command[] = [
+  {
+    name: 'screenshot',
+    args: ['<device>'],
+    options: ['output', 'backend', 'json'],
+    summary: 'a PNG of what a display device (mdpy, mbochs, …) shows now, from its gfx plane',
+    run(ctx) {
+      const spec = ctx.args[0]!;
+      const backend = backendOption(ctx, spec);
+      const file = (ctx.values.output as string | undefined) ?? 'screenshot.png';
+      if (file === '') throw new UsageError('--output needs a file name');
+      const opened = openDevice(spec, { backend, root: ctx.sys.path('/') });
+      let capture: DisplayCapture;
+      try {
+        capture = captureDisplay(opened.device, { png: true });
+      } finally {
+        opened.close();
+      }
+      writeFileSync(file, capture.png!);
+      if (ctx.values.json) return ctx.print(json(screenshotJson(opened.device.name, backend, file, capture, capture.png!.length)));
+      ctx.print(`${file}: ${capture.width}x${capture.height} ${capture.format} (stride ${capture.stride}, read from the ${capture.source}), ${capture.png!.length} bytes\n`);
+    },
+  },
   {
     name: 'info',
     args: ['<device>'],
@@ -151,8 +195,7 @@ export const COMMANDS: Command[] = [
     summary: 'a device\'s info, regions (with capabilities) and IRQs, by mdev UUID, PCI address or cdev path',
     run(ctx) {
       const spec = ctx.args[0]!;
-      const backend = (ctx.values.backend as string | undefined) ?? (spec.startsWith('/dev/vfio/devices/') ? 'cdev' : 'group');
-      if (backend !== 'group' && backend !== 'cdev') throw new UsageError(`--backend takes group or cdev, not ${JSON.stringify(backend)}`);
+      const backend = backendOption(ctx, spec);
       const opened = openDevice(spec, { backend, root: ctx.sys.path('/') });
       let info;
       try {

@@ -10,7 +10,7 @@ import { Interrupts } from './interrupts.js';
 import { MappedRegion, Region, type MmapOptions } from './region.js';
 import type { Hwpt, IommuFd, Ioas } from '../iommufd/iommufd.js';
 import { native, type NativeFd, type NativeMapping } from '../native.js';
-import { boundDriver } from './quirks.js';
+import { boundDriver, checkDmabufReexport } from './quirks.js';
 import { holdDevice } from '../registry.js';
 import { Resource, toU32, toU64 } from '../resource.js';
 import {
@@ -228,6 +228,8 @@ export class Device extends Resource {
   readonly #irqs = new Map<number, Interrupts>();
   /** Encoded DATA_NONE SET_IRQS structs by action/index/start/count (triggers repeat). */
   readonly #irqSetCache = new Map<number, Buffer>();
+  /** Every dma-buf exported from this device, by plane id (one export per id: see getGfxDmabuf). */
+  readonly #dmabufs = new Map<number, GfxDmabuf>();
   #info: DeviceInfo;
 
   #devid: number | null = null;
@@ -745,16 +747,24 @@ export class Device extends Resource {
   }
 
   /**
-   * VFIO_DEVICE_GET_GFX_DMABUF: a dma-buf fd for plane `dmabufId`. Ask once per
-   * id and keep it (mbochs mishandles repeated exports, kernel-6.12-facts H10).
+   * VFIO_DEVICE_GET_GFX_DMABUF: a dma-buf fd for plane `dmabufId`. The kernel
+   * is asked once per id: while the first GfxDmabuf of an id is open, asking
+   * again returns it. On mbochs, which mishandles the references of a second
+   * export (kernel-6.12-facts H10), asking again after closing it is refused.
    *
    * @param dmabufId - {@link GfxPlaneInfo.dmabufId} from a 'dmabuf' plane query
    * @returns the dma-buf, which this device closes before itself
+   * @throws {@link VfioError} ERR_VFIO_DRIVER_QUIRK for a second export on mbochs; ENOENT for an unknown id
    */
   getGfxDmabuf(dmabufId: number): GfxDmabuf {
-    const fd = native().deviceGetGfxDmabuf(this.handle('get gfx dmabuf'), toU32(dmabufId, 'dmabufId'));
-    const d = new GfxDmabuf(dmabufId, fd);
+    const id = toU32(dmabufId, 'dmabufId');
+    const known = this.#dmabufs.get(id);
+    if (known && !known.closed) return known;
+    if (known) checkDmabufReexport(this.driver, id);
+    const fd = native().deviceGetGfxDmabuf(this.handle('get gfx dmabuf'), id);
+    const d = new GfxDmabuf(id, fd);
     this.adopt(d);
+    this.#dmabufs.set(id, d);
     return d;
   }
 

@@ -75,3 +75,21 @@ export function checkRegionAccess(driver: string | null, index: number): void {
     }
   }
 }
+
+/**
+ * Throws ERR_VFIO_DRIVER_QUIRK when exporting dma-buf `id` again would be
+ * unsafe: mbochs hands out its one dma-buf file again without taking a
+ * reference, and re-exports a released one over pages whose references were
+ * dropped (mbochs.c:907-924, 1177-1185), so a second export corrupts kernel memory.
+ *
+ * @internal
+ */
+export function checkDmabufReexport(driver: string | null, id: number): void {
+  if (driver !== 'mbochs') return;
+  throw new VfioError({
+    code: 'ERR_VFIO_DRIVER_QUIRK',
+    operation: 'get gfx dmabuf',
+    message: `ERR_VFIO_DRIVER_QUIRK: refusing to export dma-buf ${id} of mbochs a second time`,
+    hint: 'mbochs mishandles the references of a dma-buf exported twice (mbochs.c:907-924, 1177-1185): keep the first GfxDmabuf open while you need it; a new mode gets a new id',
+  });
+}
