@@ -187,6 +187,8 @@ export const LAYOUTS = {
 /**
  * The kernel name of a VFIO or iommufd uapi struct this package knows the
  * layout of: `'vfio_region_info'`, `'vfio_irq_set'`, `'iommu_ioas_map'`, …
+ *
+ * @useDeclaredType
  */
 export type StructName = keyof typeof LAYOUTS;
 
