@@ -137,7 +137,7 @@ export class Container extends Resource implements DmaSpace {
    * VFIO_IOMMU_GET_INFO, growing argsz as the kernel asks, with every
    * capability decoded (IOVA ranges, migration, DMA mappings available).
    *
-   * @throws {@link VfioError} EINVAL (with a hint) before {@link Container.setIommu}
+   * @throws {@link VfioError} EINVAL before {@link Container.setIommu}
    */
   iommuInfo(): Type1Info {
     const h = this.handle('iommu info');
