@@ -121,6 +121,8 @@ export class DmaLimitError extends VfioError {
   readonly hardLimit: bigint | null;
 
   /**
+   * Builds the error, its message and its hint (the limit to set, in KiB) from the reading that refuses the map.
+   *
    * @param requested - bytes the map would pin
    * @param s - the reading of {@link memlockStatus} that refuses it
    * @param cause - the kernel's ENOMEM, when the limit was found only after the kernel refused

@@ -141,7 +141,11 @@ export class MdevBus {
   /** The root everything is looked up under. */
   readonly sys: SysRoot;
 
-  /** @param options - the root to find /sys, /dev and /proc under; default '/' */
+  /**
+   * Nothing is read until a method is called.
+   *
+   * @param options - the root to find /sys, /dev and /proc under; default '/'
+   */
   constructor(options: MdevBusOptions = {}) {
     this.sys = options.root instanceof SysRoot ? options.root : new SysRoot(options.root);
   }

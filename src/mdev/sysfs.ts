@@ -29,7 +29,11 @@ export class SysRoot {
   readonly root: string;
   #realRoot: string | undefined;
 
-  /** @param root the directory that stands for `/` (default: the real root). */
+  /**
+   * Looks system paths up under `root`, e.g. a fake sysfs tree in tests.
+   *
+   * @param root - the directory that stands for `/` (default: the real root)
+   */
   constructor(root = '/') {
     this.root = posix.resolve(root);
   }
