@@ -32,24 +32,51 @@ export interface NativeMapping {
   store(offset: bigint | number, width: number, value: number | bigint): void;
 }
 
+/**
+ * A non-blocking eventfd owned by native code (O_CLOEXEC), as
+ * {@link createEventFd} returns it: for IRQ triggers, ioeventfds and tests.
+ *
+ * @inline
+ */
 export interface NativeEventFd {
+  /** The fd number (still owned by this object). */
   readonly fd: number;
+  /** Whether close() has run. */
   readonly closed: boolean;
+  /** Watches the fd with uv_poll on this thread's loop; `cb` gets the counter read on each wake-up (or an error text). */
   start(cb: (err: string | null, count: number) => void): void;
+  /** Stops watching. */
   stop(): void;
+  /** Lets the watch keep the event loop alive (the default). */
   ref(): void;
+  /** Lets the process exit while watching. */
   unref(): void;
+  /** Reads and resets the counter without blocking: 0 when nothing was signalled. */
   read(): number;
+  /** Adds `count` (default 1) to the counter, as a device's interrupt would. */
   signal(count?: bigint | number): void;
+  /** Stops watching and closes the fd; idempotent. */
   close(): void;
 }
 
+/**
+ * DMA-able memory owned by native code, from {@link allocDmaBuffer}: page-aligned
+ * (anonymous, memfd or hugetlb), and never freed while a container or IOAS maps it.
+ *
+ * @inline
+ */
 export interface NativeDmaBuffer {
+  /** Size in bytes (a multiple of the page or huge-page size). */
   readonly size: bigint;
+  /** How many DMA mappings (type1 or IOAS) hold it now; free() refuses with EBUSY while this is above 0. */
   readonly pins: number;
+  /** Whether free() has run. */
   readonly freed: boolean;
+  /** The memory as an ArrayBuffer; detached once freed. */
   readonly buffer: ArrayBuffer;
+  /** The backing memfd's fd number for memfd-backed buffers, else -1. */
   readonly memfd: number;
+  /** Releases the memory; idempotent. @throws {@link VfioError} EBUSY while mapped */
   free(): void;
 }
 

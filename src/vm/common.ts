@@ -9,6 +9,7 @@ import { fileURLToPath } from 'node:url';
  * convention of `timeout(1)` and `docker run`: 124 timed out, 125 the VM itself failed.
  */
 export class VmError extends Error {
+  /** The exit status `vfio-vm` gives for it: 2 usage, 124 timed out, 125 the bed failed. */
   readonly exitCode: number;
   constructor(message: string, exitCode = 125) {
     super(message);

@@ -6,6 +6,7 @@
  * snapshot. The `vfio-vm` command is this API on the command line.
  *
  * @packageDocumentation
+ * @module vfio/vm
  */
 export { runInVm, type RunInVmOptions, type VmRunResult, type VmOutput } from './run.js';
 export { VmError } from './common.js';

@@ -10,10 +10,13 @@ import { formatMismatches, parseKconfig, verifyKconfig } from './kconfig.js';
 /** Bump when the build steps change in a way that must invalidate cached kernels. */
 const RECIPE_VERSION = 1;
 
+/** A guest kernel ready to boot. */
 export interface Kernel {
+  /** The bzImage's absolute path. */
   bzImage: string;
   /** A directory holding lib/modules/<release>/, or null when there are no modules. */
   modulesRoot: string | null;
+  /** The kernel release ('6.12.118'), or null when unknown. */
   release: string | null;
   /** Where it came from, for messages: "cache <key>", "VFIO_VM_KERNEL", … */
   origin: string;
@@ -233,7 +236,14 @@ export async function buildKernel(env: NodeJS.ProcessEnv = process.env): Promise
   });
 }
 
-/** The kernel to boot: VFIO_VM_KERNEL if set, else the cached or freshly built one. */
+/**
+ * The kernel to boot: VFIO_VM_KERNEL if set, else the cached one, else one
+ * built now from Debian's linux-source-6.12 (or VFIO_VM_KERNEL_SRC) with
+ * progress on stderr, installing the build's packages with apt-get when root.
+ *
+ * @param env - where the VFIO_VM_* variables are read (default `process.env`)
+ * @throws VmError (exit code 125) for a bad VFIO_VM_KERNEL, missing packages or a failed build
+ */
 export async function resolveKernel(env: NodeJS.ProcessEnv = process.env): Promise<Kernel> {
   return env.VFIO_VM_KERNEL ? readyKernel(env) : buildKernel(env);
 }

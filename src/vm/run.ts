@@ -31,7 +31,12 @@ export interface RunInVmOptions {
    * root is a copy-on-write snapshot: the guest may change it, the host never sees it.
    */
   share?: string;
-  /** Variables for the command, on top of the forwarded ones (see {@link guestEnv}). */
+  /**
+   * Variables for the command, on top of the base the guest always gets
+   * (HOME=/tmp/home, TMPDIR=/tmp, VFIO_VM_GUEST=1), the forwarded host
+   * variables (PATH, TERM, CI, NO_COLOR, FORCE_COLOR, NODE_OPTIONS, LANG,
+   * LC_ALL, TZ) and every `VFIO_*` but `VFIO_VM_*`.
+   */
   env?: Record<string, string>;
   /** Kill the guest after this many seconds (default `$VFIO_VM_TIMEOUT` or 1800); the run then fails with a VmError of exit code 124. */
   timeoutS?: number;
@@ -57,10 +62,15 @@ export interface VmRunResult {
   bootMs: number | null;
   /** Milliseconds from QEMU's start to its exit. */
   totalMs: number;
-  /** The accelerator the guest ran on. */
-  accel: Accel;
-  /** The guest kernel's release and where it came from (cache key or VFIO_VM_KERNEL). */
-  kernel: { release: string | null; origin: string };
+  /** The accelerator the guest ran on: 'kvm' or 'tcg' (QEMU's emulator, when KVM is absent or fails). */
+  accel: 'kvm' | 'tcg';
+  /** The guest kernel that ran the command. */
+  kernel: {
+    /** Its release ('6.12.118'), or null when unknown. */
+    release: string | null;
+    /** Where it came from: 'cache <key>' or 'VFIO_VM_KERNEL'. */
+    origin: string;
+  };
 }
 
 /** Variables passed from the host to the guest command as they are. */
