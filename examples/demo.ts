@@ -41,6 +41,8 @@ export interface DemoResult {
 }
 
 const TYPES = ['mtty-2', 'mdpy-xga', 'mbochs-small'] as const;
+/** The caption of the test card drawn on a display of `type`. */
+export const caption = (type: string, width: number, height: number): string => `${type} ${width}x${height}`.toUpperCase();
 const UART = { RX: 0, TX: 0, IER: 1, FCR: 2, IER_RDI: 0x01, FCR_CLEAR: 0x07 };
 const MSI = 1;
 const DISPI = (i: number): number => 0x500 + 2 * i; // bochs DISPI register i in mbochs' MMIO BAR (region 2)
@@ -141,7 +143,7 @@ export async function runDemo(o: DemoOptions = {}): Promise<DemoResult> {
       const d = open(mdevOf('mdpy-xga').uuid);
       const plane = d.device.queryGfxPlane({ kind: 'region' });
       const fb = d.device.mmap(0); // the framebuffer BAR, MAP_SHARED
-      new Uint32Array(fb.buffer).set(drawTestCard(plane.width, plane.height, `MDPY-XGA ${plane.width}X${plane.height}`));
+      new Uint32Array(fb.buffer).set(drawTestCard(plane.width, plane.height, caption('mdpy-xga', plane.width, plane.height)));
       log(`  drew a ${plane.width}x${plane.height} test card into BAR0 through mmap`);
       return screenshot(d, 'mdpy');
     });
@@ -152,7 +154,7 @@ export async function runDemo(o: DemoOptions = {}): Promise<DemoResult> {
       const mmio = d.device.region(2);
       for (const [reg, v] of [[XRES, w], [YRES, h], [BPP, 32], [ENABLE, 0x41]]) mmio.write16(DISPI(reg!), v!);
       const vram = d.device.mmap(0, { length: BigInt(Math.ceil((w * h * 4) / 4096) * 4096) });
-      new Uint32Array(vram.buffer).set(drawTestCard(w, h, `MBOCHS-SMALL ${w}X${h}`));
+      new Uint32Array(vram.buffer).set(drawTestCard(w, h, caption('mbochs-small', w, h)));
       log(`  set mode ${w}x${h}x32 through the DISPI registers, drew into VRAM through mmap`);
       return screenshot(d, 'mbochs');
     });

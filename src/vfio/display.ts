@@ -138,10 +138,11 @@ function planeBytes(device: Device, plane: GfxPlaneInfo, bpp: number): { bytes: 
     return { bytes: device.region(plane.regionIndex).read(0, need), source: 'region' };
   }
   if (plane.dmabufId === undefined) throw fail('ERR_VFIO_GFX_PLANE', 'the plane names neither a region nor a dma-buf');
-  const dmabuf = device.getGfxDmabuf(plane.dmabufId);
-  let mapError: VfioError | null = null;
+  // The exporter's own mapping first; mbochs on 6.12 refuses it (and refuses to
+  // export a mode whose offset is not page-aligned), and is read from VRAM instead.
+  let refused: VfioError;
   try {
-    const view = dmabuf.map(Math.ceil(need / PAGE) * PAGE);
+    const view = device.getGfxDmabuf(plane.dmabufId).map(Math.ceil(need / PAGE) * PAGE);
     try {
       const out = new Uint8Array(need);
       view.readInto(0, out);
@@ -150,12 +151,12 @@ function planeBytes(device: Device, plane: GfxPlaneInfo, bpp: number): { bytes: 
       view.unmap();
     }
   } catch (e) {
-    if (!(e instanceof VfioError) || e.syscall !== 'mmap') throw e;
-    mapError = e;
+    if (!(e instanceof VfioError) || e.code === 'ERR_VFIO_CLOSED') throw e;
+    refused = e;
   }
   const offset = bochsScanout(device, plane, bpp);
   if (offset === null) {
-    throw fail('ERR_VFIO_GFX_PLANE', `the dma-buf of plane ${plane.dmabufId} cannot be mapped (${mapError.code}), and where its pixels lie in the device's memory is not known for this device`, mapError.hint);
+    throw fail('ERR_VFIO_GFX_PLANE', `the dma-buf of plane ${plane.dmabufId} cannot be mapped (${refused.message}), and where its pixels lie in the device's memory is not known for this device`, refused.hint);
   }
   const vram = device.regionInfo(0);
   if (offset + need > Number(vram.size)) throw fail('ERR_VFIO_GFX_PLANE', `the scan-out (${offset}+${need} bytes) lies outside VRAM (${vram.size} bytes)`);
