@@ -1,3 +1,4 @@
+import { fileURLToPath } from 'node:url';
 import { defineConfig } from 'vitest/config';
 
 // Native addons crash in worker-thread pools, so every test file runs in a
@@ -5,6 +6,13 @@ import { defineConfig } from 'vitest/config';
 // runs inside the test-bed VM (npm run test:guest) against the real kernel,
 // one file at a time because the files share kernel state (mdev pools, modules).
 export default defineConfig({
+  // Examples import the package by its name, as users do (tsconfig.json has the same paths).
+  resolve: {
+    alias: [
+      { find: /^vfio\/vm$/, replacement: fileURLToPath(new URL('./src/vm/index.ts', import.meta.url)) },
+      { find: /^vfio$/, replacement: fileURLToPath(new URL('./src/index.ts', import.meta.url)) },
+    ],
+  },
   test: {
     pool: 'forks',
     projects: [
