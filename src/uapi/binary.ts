@@ -202,8 +202,9 @@ export function popcount(v: number): number {
  * Names of the set bits of `flags`, in bit order, from a `{ NAME: bit }`
  * table; bits the table does not know appear as `BIT<n>`.
  *
- * @param flags - a flags word
+ * @param flags - a flags word: an unsigned integer of at most 64 bits
  * @param table - such as {@link DEVICE_FLAGS} or {@link REGION_FLAGS}
+ * @throws TypeError when `flags` is not a number or bigint; RangeError when it is negative, fractional or wider than 64 bits
  * @example
  * ```ts
  * bitNames(0b1011, REGION_FLAGS); // ['READ', 'WRITE', 'CAPS']
@@ -219,6 +220,12 @@ export function bitNames(flags: number | bigint, table: Readonly<Record<string, 
   }
   const hit = memo.names.get(flags);
   if (hit) return hit.slice();
+  // A flags word is an unsigned integer of at most 64 bits: anything else has no bits to name
+  // (and a negative bigint would never shift down to zero).
+  if (typeof flags === 'number' ? !Number.isSafeInteger(flags) || flags < 0 : typeof flags !== 'bigint' || flags < 0n || flags >= 1n << 64n) {
+    if (typeof flags !== 'number' && typeof flags !== 'bigint') throw new TypeError(`flags must be a number or a bigint, got ${typeof flags}`);
+    throw new RangeError(`flags must be an unsigned integer of at most 64 bits, got ${String(flags)}`);
+  }
   const v = BigInt(flags);
   const names: string[] = [];
   let known = 0n;

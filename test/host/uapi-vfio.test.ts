@@ -1,6 +1,7 @@
 import { describe, expect, it } from 'vitest';
 import { VfioError } from '../../src/errors.js';
 import {
+  bitNames,
   VFIO_DEVICE_FEATURE_GET,
   VFIO_DEVICE_FEATURE_MIGRATION,
   VFIO_DEVICE_FEATURE_MIG_DEVICE_STATE,
@@ -493,6 +494,13 @@ describe('name helpers', () => {
     expect(regionFlagNames(0x7)).toEqual(['READ', 'WRITE', 'MMAP']);
     expect(regionFlagNames(0)).toEqual([]);
     expect(irqFlagNames(0x80000009)).toEqual(['EVENTFD', 'NORESIZE', 'BIT31']);
+  });
+
+  it('bitNames refuses what is not a flags word instead of looping (the fuzzer found bitNames(-1n) hanging)', () => {
+    expect(bitNames((1n << 64n) - 1n, { A: 1 })).toHaveLength(64);
+    expect(bitNames(2n ** 63n, { A: 1 })).toEqual(['BIT63']);
+    for (const bad of [-1n, -1, 1n << 64n, 1.5, NaN, Infinity, -Infinity, 2 ** 53]) expect(() => bitNames(bad, { A: 1 }), String(bad)).toThrow(RangeError);
+    expect(() => bitNames('1' as unknown as number, { A: 1 })).toThrow(TypeError);
   });
 
   it('region names: fixed, by type/subtype, or REGION<n>', () => {
