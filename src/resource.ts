@@ -3,6 +3,7 @@
  * it first (devices before groups before containers; devices before IOAS
  * before iommufd), and throws ERR_VFIO_CLOSED when used afterwards.
  */
+import { statSync } from 'node:fs';
 import { VfioError } from './errors.js';
 
 /**
@@ -113,4 +114,25 @@ export function toU32(value: unknown, name: string): number {
   if (typeof value !== 'number') throw new TypeError(`${name} must be a number, got ${typeof value}`);
   if (!Number.isInteger(value) || value < 0 || value > 0xffff_ffff) throw new RangeError(`${name} must be an integer between 0 and 2^32-1, got ${value}`);
   return value;
+}
+
+/**
+ * A filesystem root argument (the directory under which `/sys`, `/dev` and
+ * `/proc` are found; `/` on a real system, a fake tree in tests), checked:
+ * a TypeError for a non-string, a VfioError ENOENT or ENOTDIR for a path that
+ * is not a directory, so a wrong argument never surfaces as a raw fs error
+ * from deep inside a lookup.
+ *
+ * @internal
+ */
+export function rootArg(root: unknown, operation: string): string {
+  if (typeof root !== 'string' || root === '') throw new TypeError(`root must be a directory path, got ${typeof root === 'string' ? "''" : typeof root}`);
+  let dir = false;
+  try {
+    dir = statSync(root).isDirectory();
+  } catch (e) {
+    throw new VfioError({ code: 'ENOENT', errno: 2, syscall: 'stat', operation, path: root, message: `ENOENT: root ${root} does not exist`, hint: "the root is the directory under which /sys, /dev and /proc are found: '/' on a real system" });
+  }
+  if (!dir) throw new VfioError({ code: 'ENOTDIR', errno: 20, syscall: 'stat', operation, path: root, message: `ENOTDIR: root ${root} is not a directory`, hint: "the root is the directory under which /sys, /dev and /proc are found: '/' on a real system" });
+  return root;
 }

@@ -7,6 +7,7 @@
  */
 import { existsSync, readFileSync, readdirSync, readlinkSync, realpathSync, writeFileSync } from 'node:fs';
 import { posix } from 'node:path';
+import { rootArg } from '../resource.js';
 
 const isMissing = (err: unknown): boolean => {
   const code = (err as NodeJS.ErrnoException)?.code;
@@ -35,7 +36,7 @@ export class SysRoot {
    * @param root - the directory that stands for `/` (default: the real root)
    */
   constructor(root = '/') {
-    this.root = posix.resolve(root);
+    this.root = posix.resolve(rootArg(root, 'sysfs root'));
   }
 
   /** The on-disk path of the absolute system path `abs` (`join(root, abs)`). */

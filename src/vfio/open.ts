@@ -9,6 +9,7 @@ import { Container } from './container.js';
 import { Device } from './device.js';
 import type { DmaSpace } from '../dma/buffer.js';
 import { VfioError } from '../errors.js';
+import { rootArg } from '../resource.js';
 import { Group } from './group.js';
 import { IOMMUFD_PATH, IommuFd, type Ioas } from '../iommufd/iommufd.js';
 
@@ -77,6 +78,8 @@ const PCI_ADDRESS = /^[0-9a-f]{4}:[0-9a-f]{2}:[0-9a-f]{2}\.[0-7]$/;
  *   IOMMU group (not bound to a VFIO driver); the hint says what to do
  */
 export function resolveDevice(spec: string, root = '/'): ResolvedDevice {
+  if (typeof spec !== 'string' || spec === '') throw new TypeError(`the device must be an mdev UUID, a PCI address or a cdev path, got ${typeof spec === 'string' ? "''" : typeof spec}`);
+  rootArg(root, 'resolve device');
   const sys = (...p: string[]): string => join(root, 'sys', ...p);
   let name = spec.trim().toLowerCase();
   const cdevMatch = /^\/dev\/vfio\/devices\/(vfio\d+)$/.exec(spec);

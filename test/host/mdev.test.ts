@@ -8,6 +8,8 @@ import { holdDevice } from '../../src/registry.js';
 import { sysfsWriter } from '../../src/mdev/writer.js';
 import { SysRoot, iommuGroups, processesHolding } from '../../src/mdev/sysfs.js';
 import { FakeSys } from './mdev-fake.js';
+import { resolveDevice } from '../../src/vfio/open.js';
+import { findEdu } from '../../src/drivers/edu.js';
 import { U1, U2, failure } from './mdev-shared.js';
 
 const E = constants.errno;
@@ -51,8 +53,28 @@ const createFiles = () =>
 
 describe('SysRoot', () => {
   it('maps absolute system paths under its root', () => {
-    expect(new SysRoot('/tmp/x/').path('/sys/bus')).toBe('/tmp/x/sys/bus');
+    expect(new SysRoot(`${fake.root}/`).path('/sys/bus')).toBe(`${fake.root}/sys/bus`);
     expect(new SysRoot().path('/sys/bus')).toBe('/sys/bus');
+  });
+
+  it('refuses a root that is not a directory with a VfioError, not a raw fs error later (found by the fuzzer)', () => {
+    fake.file('/a-file');
+    for (const [root, code] of [['type1', 'ENOENT'], ['/nonexistent/root', 'ENOENT'], [`${fake.root}/a-file`, 'ENOTDIR']] as const) {
+      const err = (() => {
+        try {
+          new MdevBus({ root }).types();
+        } catch (e) {
+          return e;
+        }
+      })();
+      expect(err, root).toBeInstanceOf(VfioError);
+      expect(err).toMatchObject({ code, path: root });
+      expect((err as VfioError).hint).toMatch(/\/sys, \/dev and \/proc/);
+    }
+    expect(() => new SysRoot(42 as unknown as string)).toThrow(TypeError);
+    expect(() => resolveDevice('0000:00:03.0', 'type1')).toThrow(expect.objectContaining({ code: 'ENOENT', path: 'type1' }));
+    expect(() => findEdu('type1')).toThrow(expect.objectContaining({ code: 'ENOENT', path: 'type1' }));
+    expect(() => findEdu(fake.root)).toThrow(expect.objectContaining({ code: 'ENOENT', operation: 'find edu' }));
   });
 
   it('reads attributes without the newline, lists sorted, and treats missing files as absent', () => {
