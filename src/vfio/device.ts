@@ -15,6 +15,7 @@ import { holdDevice } from '../registry.js';
 import { Resource, toU32, toU64 } from '../resource.js';
 import {
   VFIO_DEVICE_FEATURE_GET,
+  VFIO_DEVICE_FLAGS_PCI,
   VFIO_DEVICE_FEATURE_PROBE,
   VFIO_DEVICE_FEATURE_SET,
   VFIO_GFX_PLANE_TYPE_DMABUF,
@@ -352,7 +353,6 @@ export class Device extends Resource {
    */
   info(): DeviceInfo {
     this.ensureOpen('info');
-    this.ensureOpen('info');
     this.#info = this.#queryInfo();
     return this.#info;
   }
@@ -450,7 +450,7 @@ export class Device extends Resource {
    * @param index - the region index (a BAR: 0–5)
    * @param options - offset and length within the region, or a sparse-mmap `area`;
    *   default the whole region
-   * @throws {@link VfioError} EINVAL when the region has no MMAP flag
+   * @throws {@link VfioError} EINVAL when the region has no MMAP flag; ERR_VFIO_MEMORY_DISABLED for a BAR of a PCI function whose memory decoding is off (an access would SIGBUS)
    * @throws RangeError when the range lies outside the region or a sparse area,
    *   or the offset is not page-aligned
    */
@@ -477,11 +477,35 @@ export class Device extends Resource {
       throw new RangeError(`region ${info.name} is sparse: ${length} bytes at ${offset} are not inside one mmap area`);
     }
     if (offset % 4096n !== 0n) throw new RangeError(`mmap offset ${offset} must be page-aligned`);
+    if (index <= 5) this.#checkMemoryDecoding(index);
     const writable = (info.flags & VFIO_REGION_INFO_FLAG_WRITE) !== 0;
     const m = native().mmap(this.handle('mmap'), info.offset + offset, length, writable);
     const view = new MappedRegion(index, offset, length, m, (v) => this.#views.delete(v));
     this.#views.add(view);
     return view;
+  }
+
+  /**
+   * A PCI function with Memory Space Enable clear in PCI_COMMAND answers a BAR
+   * access through a mapping with SIGBUS (vfio-pci zaps the mapping and
+   * refuses to fault it in), so no BAR view is made then. (Clearing the bit
+   * later revokes the views first: see beforeWrite.)
+   */
+  #checkMemoryDecoding(index: number): void {
+    if ((this.#info.flags & VFIO_DEVICE_FLAGS_PCI) === 0) return;
+    let command: number;
+    try {
+      command = this.region(VFIO_PCI_CONFIG_REGION_INDEX).read16(PCI_COMMAND);
+    } catch {
+      return; // no readable config space: nothing to check against
+    }
+    if ((command & PCI_COMMAND_MEMORY) !== 0) return;
+    throw new VfioError({
+      code: 'ERR_VFIO_MEMORY_DISABLED',
+      operation: 'mmap',
+      message: `ERR_VFIO_MEMORY_DISABLED: refusing to map BAR${index} of ${this.describe()}: memory decoding is off (PCI_COMMAND 0x${command.toString(16).padStart(4, '0')}), so any access would fault with SIGBUS`,
+      hint: 'set Memory Space Enable (bit 1 of PCI_COMMAND) first, e.g. config.write16(4, config.read16(4) | 2) on device.region(7)',
+    });
   }
 
   /**

@@ -1,0 +1,30 @@
+/**
+ * Defects the fuzzer found, each kept as the smallest reproducer (issue 13).
+ * Each would kill or hang the process before its fix.
+ */
+import { describe, expect, it } from 'vitest';
+import { openDevice } from '../../src/vfio/open.js';
+import { eduAddress } from './fixtures.js';
+
+const PCI_COMMAND = 4;
+const MEMORY = 0x2;
+
+describe.each(['group', 'cdev'] as const)('edu on %s', (backend) => {
+  it('refuses to map a BAR while memory decoding is off instead of dying of SIGBUS on the first access', () => {
+    const o = openDevice(eduAddress(), { backend });
+    try {
+      const config = o.device.region(7);
+      const command = config.read16(PCI_COMMAND);
+      const before = o.device.mmap(0, { length: 4096 });
+      config.write16(PCI_COMMAND, command & ~MEMORY);
+      // The view made before is revoked by the write; a new one is refused.
+      expect(before.mapped).toBe(false);
+      expect(() => o.device.mmap(0, { length: 4096 })).toThrow(expect.objectContaining({ code: 'ERR_VFIO_MEMORY_DISABLED', hint: expect.stringMatching(/PCI_COMMAND/) }));
+      config.write16(PCI_COMMAND, command | MEMORY);
+      const after = o.device.mmap(0, { length: 4096 });
+      expect(after.read32(0)).toBe(0x010000ed);
+    } finally {
+      o.close();
+    }
+  });
+});
