@@ -43,6 +43,8 @@ export default defineConfig({
           // One forked process runs the files in turn: a node start costs seconds
           // under TCG, and the files share kernel state anyway.
           isolate: false,
+          // The leak tests at scale collect garbage before they compare.
+          execArgv: ['--expose-gc'],
           testTimeout: 60_000,
           hookTimeout: 60_000,
         },
