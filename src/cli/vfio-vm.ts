@@ -6,9 +6,8 @@
  *   npx vfio-vm -- npx vitest run
  *   npx vfio-vm -e DEBUG=1 node my-driver.js
  */
-import { realpathSync } from 'node:fs';
-import { pathToFileURL } from 'node:url';
 import { VmError, say, setVerbose } from '../vm/common.js';
+import { isEntryPoint } from './entry.js';
 import { resolveKernel } from '../vm/kernel.js';
 import { positive, runInVm } from '../vm/run.js';
 
@@ -128,17 +127,8 @@ export async function main(args: string[]): Promise<number> {
   return r.status;
 }
 
-function isEntryPoint(): boolean {
-  const script = process.argv[1];
-  if (!script) return false;
-  try {
-    return import.meta.url === pathToFileURL(realpathSync(script)).href;
-  } catch {
-    return false;
-  }
-}
 
-if (isEntryPoint()) {
+if (isEntryPoint(import.meta.url)) {
   main(process.argv.slice(2)).then(
     (code) => {
       process.exitCode = code;

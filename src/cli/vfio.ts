@@ -5,13 +5,13 @@
  * function. Exit status: 0 success, 1 the operation failed (one line on
  * stderr with the errno code and the hint), 2 usage error.
  */
-import { existsSync, realpathSync, writeFileSync } from 'node:fs';
+import { existsSync, writeFileSync } from 'node:fs';
 import { constants } from 'node:os';
-import { pathToFileURL } from 'node:url';
 import { parseArgs } from 'node:util';
 import { VfioError } from '../errors.js';
 import { MdevBus, type Mdev, type MdevType } from '../mdev/bus.js';
 import { deviceInfoJson } from './info.js';
+import { isEntryPoint } from './entry.js';
 import { openDevice } from '../vfio/open.js';
 import { captureDisplay, type DisplayCapture } from '../vfio/display.js';
 import { SysRoot, iommuGroups, type IommuGroup } from '../mdev/sysfs.js';
@@ -397,14 +397,5 @@ export async function main(argv: string[], io: CliIo = process): Promise<number>
   }
 }
 
-function isEntryPoint(): boolean {
-  const script = process.argv[1];
-  if (!script) return false;
-  try {
-    return import.meta.url === pathToFileURL(realpathSync(script)).href;
-  } catch {
-    return false;
-  }
-}
 
-if (isEntryPoint()) process.exitCode = await main(process.argv.slice(2));
+if (isEntryPoint(import.meta.url)) process.exitCode = await main(process.argv.slice(2));

@@ -32,28 +32,36 @@ const firstDiff = (a: Uint8Array, b: Uint8Array): number => (a.length !== b.leng
 const work = mkdtempSync(join(tmpdir(), 'vfio-shot-'));
 afterAll(() => rmSync(work, { recursive: true, force: true }));
 
+/**
+ * An mdev of `type` created and opened on its group before the block's tests,
+ * closed (if a test has not already) and removed after them.
+ */
+function useMdev(type: string): { uuid: string; o: Opened | undefined; close(): void } {
+  const m = { uuid: '', o: undefined as Opened | undefined, close: (): void => (m.o?.close(), (m.o = undefined)) };
+  beforeAll(() => {
+    m.uuid = createMdev(type);
+    m.o = openOnGroup(m.uuid);
+  });
+  afterAll(() => {
+    m.close();
+    if (m.uuid) removeMdev(m.uuid);
+  });
+  return m;
+}
+
 describe.each([
   { type: 'mdpy-vga', width: 640, height: 480 },
   { type: 'mdpy-xga', width: 1024, height: 768 },
   { type: 'mdpy-hd', width: 1920, height: 1080 },
 ])('screenshot of $type', ({ type, width, height }) => {
-  let uuid = '';
-  let o: Opened | undefined;
-  beforeAll(() => {
-    uuid = createMdev(type);
-    o = openOnGroup(uuid);
-  });
-  afterAll(() => {
-    o?.close();
-    if (uuid) removeMdev(uuid);
-  });
+  const m = useMdev(type);
 
   it('captures exactly the test card drawn through the mapped framebuffer, and its PNG decodes to the same pixels', () => {
     const card = drawTestCard(width, height, `${type} ${width}x${height}`);
-    const fb = o!.device.mmap(0);
+    const fb = m.o!.device.mmap(0);
     new Uint32Array(fb.buffer).set(card);
     fb.unmap();
-    const shot = captureDisplay(o!.device, { png: true });
+    const shot = captureDisplay(m.o!.device, { png: true });
     expect(shot).toMatchObject({ width, height, stride: width * 4, format: 'XR24', source: 'region', hasAlpha: false });
     expect(firstDiff(shot.pixels, rgba(card))).toBe(-1);
     const png = decode(shot.png!);
@@ -62,13 +70,12 @@ describe.each([
   });
 
   it('`vfio screenshot` writes the same picture from another process (mdpy keeps its framebuffer across opens)', async () => {
-    o!.close();
-    o = undefined;
+    m.close();
     const file = join(work, `${type}.png`);
-    const r = await runVfio(['screenshot', uuid, '-o', file, '--json']);
+    const r = await runVfio(['screenshot', m.uuid, '-o', file, '--json']);
     expect(r.status, r.stderr).toBe(0);
     const json = JSON.parse(r.stdout) as Record<string, unknown>;
-    expect(json).toMatchObject({ device: uuid, backend: 'group', file, width, height, stride: width * 4, format: 'XR24', source: 'region' });
+    expect(json).toMatchObject({ device: m.uuid, backend: 'group', file, width, height, stride: width * 4, format: 'XR24', source: 'region' });
     const png = decode(readFileSync(file));
     expect(json.bytes).toBe(readFileSync(file).length);
     expect(firstDiff(png.data as Uint8Array, rgb(drawTestCard(width, height, `${type} ${width}x${height}`)))).toBe(-1);
@@ -83,23 +90,14 @@ describe.each([
   { type: 'mbochs-medium', modes: [[1024, 768], [1280, 720]] },
   { type: 'mbochs-large', modes: [[1920, 1080], [640, 480]] },
 ])('screenshot of $type', ({ type, modes }) => {
-  let uuid = '';
-  let o: Opened | undefined;
-  beforeAll(() => {
-    uuid = createMdev(type);
-    o = openOnGroup(uuid);
-  });
-  afterAll(() => {
-    o?.close();
-    if (uuid) removeMdev(uuid);
-  });
+  const m = useMdev(type);
   const setMode = (w: number, h: number, yOffset = 0): void => {
-    const mmio = o!.device.region(2);
+    const mmio = m.o!.device.region(2);
     for (const [reg, v] of [[ENABLE, 0], [XRES, w], [YRES, h], [BPP, 32], [VIRT_WIDTH, 0], [X_OFFSET, 0], [Y_OFFSET, yOffset], [ENABLE, 0x41]]) mmio.write16(DISPI(reg!), v!);
   };
   const draw = (w: number, h: number, byteOffset = 0): Uint32Array => {
     const card = drawTestCard(w, h, `${type} ${w}x${h}`);
-    const vram = o!.device.mmap(0, { length: BigInt(Math.ceil((byteOffset + w * h * 4) / 4096) * 4096) });
+    const vram = m.o!.device.mmap(0, { length: BigInt(Math.ceil((byteOffset + w * h * 4) / 4096) * 4096) });
     new Uint32Array(vram.buffer, byteOffset, w * h).set(card);
     vram.unmap();
     return card;
@@ -108,7 +106,7 @@ describe.each([
   it('refuses to capture before a mode is set (the display is off)', () => {
     let err: VfioError | undefined;
     try {
-      captureDisplay(o!.device);
+      captureDisplay(m.o!.device);
     } catch (e) {
       err = e as VfioError;
     }
@@ -121,7 +119,7 @@ describe.each([
     for (const [w, h] of modes) {
       setMode(w!, h!);
       const card = draw(w!, h!);
-      const shot = captureDisplay(o!.device, { png: true });
+      const shot = captureDisplay(m.o!.device, { png: true });
       expect(shot).toMatchObject({ width: w, height: h, stride: w! * 4, format: 'XR24', source: 'vram' });
       expect(firstDiff(shot.pixels, rgba(card))).toBe(-1);
       const png = decode(shot.png!);
@@ -135,7 +133,7 @@ describe.each([
     for (const rows of [8, 3]) {
       setMode(w!, h!, rows);
       const card = draw(w!, h!, rows * w! * 4);
-      expect(firstDiff(captureDisplay(o!.device).pixels, rgba(card))).toBe(-1);
+      expect(firstDiff(captureDisplay(m.o!.device).pixels, rgba(card))).toBe(-1);
     }
   });
 
@@ -143,24 +141,23 @@ describe.each([
     const [w, h] = modes[1]!;
     setMode(w!, h!);
     draw(w!, h!);
-    const first = captureDisplay(o!.device);
-    for (let i = 0; i < 3; i++) expect(firstDiff(captureDisplay(o!.device).pixels, first.pixels)).toBe(-1);
+    const first = captureDisplay(m.o!.device);
+    for (let i = 0; i < 3; i++) expect(firstDiff(captureDisplay(m.o!.device).pixels, first.pixels)).toBe(-1);
     const id = first.plane.dmabufId!;
-    const dmabuf = o!.device.getGfxDmabuf(id);
-    expect(o!.device.getGfxDmabuf(id)).toBe(dmabuf);
+    const dmabuf = m.o!.device.getGfxDmabuf(id);
+    expect(m.o!.device.getGfxDmabuf(id)).toBe(dmabuf);
     dmabuf.close();
-    expect(() => o!.device.getGfxDmabuf(id)).toThrow(expect.objectContaining({ code: 'ERR_VFIO_DRIVER_QUIRK' }));
+    expect(() => m.o!.device.getGfxDmabuf(id)).toThrow(expect.objectContaining({ code: 'ERR_VFIO_DRIVER_QUIRK' }));
     // The capture no longer needs the export: it reads VRAM.
-    expect(firstDiff(captureDisplay(o!.device).pixels, first.pixels)).toBe(-1);
+    expect(firstDiff(captureDisplay(m.o!.device).pixels, first.pixels)).toBe(-1);
   });
 
   it('`vfio screenshot` from another process shows the mode, all black: mbochs frees VRAM when the last user closes it', async () => {
     const [w, h] = modes[0]!;
     setMode(w!, h!);
-    o!.close();
-    o = undefined;
+    m.close();
     const file = join(work, `${type}.png`);
-    const r = await runVfio(['screenshot', uuid, '-o', file]);
+    const r = await runVfio(['screenshot', m.uuid, '-o', file]);
     expect(r.status, r.stderr).toBe(0);
     expect(r.stdout).toBe(`${file}: ${w}x${h} XR24 (stride ${w! * 4}, read from the vram), ${readFileSync(file).length} bytes\n`);
     const png = decode(readFileSync(file));
@@ -170,23 +167,13 @@ describe.each([
 });
 
 describe('a device without a display', () => {
-  let uuid = '';
-  let o: Opened | undefined;
-  beforeAll(() => {
-    uuid = createMdev('mtty-1');
-    o = openOnGroup(uuid);
-  });
-  afterAll(() => {
-    o?.close();
-    if (uuid) removeMdev(uuid);
-  });
+  const m = useMdev('mtty-1');
 
   it('is refused by captureDisplay and by `vfio screenshot`, with nothing written', async () => {
-    expect(() => captureDisplay(o!.device)).toThrow(expect.objectContaining({ code: 'ERR_VFIO_NO_DISPLAY' }));
-    o!.close();
-    o = undefined;
+    expect(() => captureDisplay(m.o!.device)).toThrow(expect.objectContaining({ code: 'ERR_VFIO_NO_DISPLAY' }));
+    m.close();
     const file = join(work, 'mtty.png');
-    const r = await runVfio(['screenshot', uuid, '-o', file]);
+    const r = await runVfio(['screenshot', m.uuid, '-o', file]);
     expectCliFailure(r, 'ERR_VFIO_NO_DISPLAY', 'display devices');
     expect(() => readFileSync(file)).toThrow();
   });
