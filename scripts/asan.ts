@@ -7,7 +7,8 @@
  *
  * test options: --short, --host-only, --guest-only, --no-build, --addon PATH
  * (load that addon instead of building one; it must have been built with
- * the same sanitizers and lie where the guest sees it, i.e. not under /tmp).
+ * the same sanitizers and lie where the guest sees it, i.e. not under /tmp),
+ * and after `--`, arguments for the guest's vitest (files, -t PATTERN).
  *
  * Every test process gets the sanitizer runtime preloaded (LD_PRELOAD of gcc's
  * libasan; the addon pulls in libubsan itself) and writes its reports to
@@ -105,14 +106,20 @@ interface Reports {
   findings: { file: string; text: string }[];
   /** Suppression lines ("count bytes template") summed over the processes that used them. */
   suppressed: Map<string, { count: number; bytes: number; processes: number }>;
+  /** vitest forks that reached their exit (and so their leak check) after SIGTERM: see scripts/asan-hook.cjs. */
+  forks: number;
 }
 
 /** Reads the sanitizer logs written so far: a log with anything but a list of used suppressions is a finding. */
 export function readReports(dir = logDir): Reports {
-  const out: Reports = { findings: [], suppressed: new Map() };
+  const out: Reports = { findings: [], suppressed: new Map(), forks: 0 };
   if (!existsSync(dir)) return out;
   for (const name of readdirSync(dir).sort()) {
     const file = join(dir, name);
+    if (name.startsWith('fork-exit.')) {
+      out.forks++;
+      continue;
+    }
     const text = readFileSync(file, 'utf8');
     const lines = text.split('\n').filter((l) => l.trim() !== '');
     const supIdx = lines.findIndex((l) => l.includes('Suppressions used:'));
@@ -134,6 +141,7 @@ export function readReports(dir = logDir): Reports {
 }
 
 function printReports(r: Reports): void {
+  say(`vitest forks leak-checked at their exit: ${r.forks}`);
   for (const f of r.findings) process.stderr.write(`\n----- sanitizer report ${relative(root, f.file)} -----\n${f.text.trimEnd()}\n`);
   if (r.suppressed.size) {
     say('leaks at exit suppressed by native/lsan.supp (not ours):');
@@ -149,12 +157,14 @@ interface TestOptions {
   guest: boolean;
   build: boolean;
   addon: string | null;
+  /** Extra arguments for the guest's vitest (after `--`): files, -t, … */
+  vitestArgs: string[];
 }
 
 function parse(args: string[]): { cmd: 'build' | 'test'; opts: TestOptions } {
   const cmd = args[0];
-  if (cmd !== 'build' && cmd !== 'test') throw new VmError('usage: tsx scripts/asan.ts build | test [--short] [--host-only|--guest-only] [--no-build] [--addon PATH]', 2);
-  const opts: TestOptions = { short: false, host: true, guest: true, build: true, addon: null };
+  if (cmd !== 'build' && cmd !== 'test') throw new VmError('usage: tsx scripts/asan.ts build | test [--short] [--host-only|--guest-only] [--no-build] [--addon PATH] [-- guest vitest args]', 2);
+  const opts: TestOptions = { short: false, host: true, guest: true, build: true, addon: null, vitestArgs: [] };
   for (let i = 1; i < args.length; i++) {
     const a = args[i]!;
     if (a === '--short') opts.short = true;
@@ -162,6 +172,10 @@ function parse(args: string[]): { cmd: 'build' | 'test'; opts: TestOptions } {
     else if (a === '--guest-only') opts.host = false;
     else if (a === '--no-build') opts.build = false;
     else if (a === '--addon' && args[i + 1]) opts.addon = resolve(args[++i]!);
+    else if (a === '--') {
+      opts.vitestArgs = args.slice(i + 1);
+      break;
+    }
     else throw new VmError(`unknown option ${a}`, 2);
   }
   return { cmd, opts };
@@ -220,6 +234,7 @@ async function test(opts: TestOptions): Promise<number> {
           '--project',
           'guest',
           ...files,
+          ...opts.vitestArgs,
           ...reporters('asan-guest.json'),
         ]);
         guest = judgeReport(join(root, 'test-results', 'asan-guest.json'), 'guest');
