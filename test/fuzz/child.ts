@@ -66,7 +66,7 @@ const base = (): Omit<Progress, 'at' | 'phase' | 'cmd'> => ({ seq: seqIndex, rou
 const env = makeEnv(cfg, cli, stats.tally, (i) => writeProgress(cfg.progressPath, { ...base(), phase: i < 0 ? 'cleanup' : 'cmd', cmd: i }));
 env.onStart = (w) => (world = w);
 env.opTally = stats.ops;
-const mark = (phase: Progress['phase']): void => writeProgress(cfg.progressPath, { ...base(), phase, cmd: -1 });
+const mark = (phase: Progress['phase'], created?: string[]): void => writeProgress(cfg.progressPath, { ...base(), ...(created ? { created } : {}), phase, cmd: -1 });
 
 async function run(seq: Sequence): Promise<ReturnType<typeof runSequence>> {
   seqIndex++;

@@ -13,7 +13,7 @@ import { classifyError, type Finding } from './classify.js';
 import { OP_BY_NAME, type Cmd } from './ops/index.js';
 import type { CliModule, OpCtx, OpResult } from './ops/types.js';
 import type { TargetInfo, TargetSpec } from './targets.js';
-import { materialize, type Kind } from './values.js';
+import { Slot, materialize, type Kind } from './values.js';
 import { World, resolverOf, type Entry, type Pending } from './world.js';
 
 /** Outcome → number of calls. */
@@ -75,6 +75,7 @@ export async function execute(cmds: readonly Cmd[], env: ExecEnv, opts: { hold?:
   };
 
   for (let i = 0; i < cmds.length; i++) {
+    w.closeTransientFds();
     const cmd = cmds[i]!;
     const def = OP_BY_NAME.get(cmd.op);
     if (!def) {
@@ -93,6 +94,10 @@ export async function execute(cmds: readonly Cmd[], env: ExecEnv, opts: { hold?:
     let args: unknown[];
     try {
       args = cmd.args.map((v) => materialize(v, r));
+      if (def.slots) {
+        const list = def.slots(x, self);
+        args = args.map((a) => (a instanceof Slot ? (list.length ? list[a.k % list.length]! : 0) : a));
+      }
     } catch {
       count(env.tally, 'skipped (argument not made)');
       continue;
@@ -159,6 +164,7 @@ export async function execute(cmds: readonly Cmd[], env: ExecEnv, opts: { hold?:
     if (o) found({ ...o, op: def.name, cmdIndex: i });
   }
 
+  w.closeTransientFds();
   if (!opts.hold) {
     env.onProgress?.(-1);
     await cleanUp(w, env, found);

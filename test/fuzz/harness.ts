@@ -36,7 +36,7 @@ export interface CampaignOptions {
   crashShrinkMs?: number;
   /** An awaited call taking longer is a hang (default 15 s). */
   hangMs?: number;
-  /** A child without progress for this long is killed as hung (default hangMs + 30 s). */
+  /** A child without progress for this long is killed as hung (default hangMs + 15 s). */
   watchdogMs?: number;
   /** Stop a pair after its first finding (the check against an old commit uses this to time the search). */
   stopOnFinding?: boolean;
@@ -92,7 +92,8 @@ async function runChild(cfg: Omit<ChildConfig, 'progressPath' | 'statsPath'>, di
   const cfgPath = join(dir, 'config.json');
   for (const p of [progressPath, statsPath, `${progressPath}.seq`]) rmSync(p, { force: true });
   writeFileSync(cfgPath, JSON.stringify({ ...cfg, progressPath, statsPath }));
-  const child = spawn(process.execPath, ['--import', 'tsx', CHILD, cfgPath], { cwd: REPO, stdio: ['ignore', 'pipe', 'pipe'] });
+  // A bounded heap: a runaway allocation aborts the child long before it could starve the 3 GiB guest.
+  const child = spawn(process.execPath, ['--max-old-space-size=768', '--import', 'tsx', CHILD, cfgPath], { cwd: REPO, stdio: ['ignore', 'pipe', 'pipe'] });
   let stderr = '';
   child.stderr.on('data', (d: Buffer) => (stderr = (stderr + d.toString()).slice(-6000)));
   child.stdout.on('data', () => {});
@@ -178,7 +179,7 @@ export interface ReplayResult {
 export async function replay(target: TargetInfo, backend: Backend, sequences: Sequence[], o: { hangMs?: number; watchdogMs?: number; dir?: string } = {}): Promise<ReplayResult> {
   const dir = o.dir ?? mkdtempSync(join(tmpdir(), 'vfio-fuzz-replay-'));
   const hangMs = o.hangMs ?? 15_000;
-  const run = await runChild({ mode: 'replay', target: withBackend(target, backend), backend, hangMs, sequences }, dir, o.watchdogMs ?? hangMs + 30_000);
+  const run = await runChild({ mode: 'replay', target: withBackend(target, backend), backend, hangMs, sequences }, dir, o.watchdogMs ?? hangMs + 15_000);
   removeLeftovers(run.progress?.created, () => {});
   return { failure: failureOf(run), findings: (run.stats?.replayed ?? []).flat(), run };
 }
@@ -223,7 +224,7 @@ export async function campaign(o: CampaignOptions): Promise<CampaignResult> {
   const log = o.log ?? (() => {});
   const started = Date.now();
   const hangMs = o.hangMs ?? 15_000;
-  const watchdogMs = o.watchdogMs ?? hangMs + 30_000;
+  const watchdogMs = o.watchdogMs ?? hangMs + 15_000;
   const result: CampaignResult = { calls: 0, tally: {}, findings: [], seen: {}, pairs: [], ops: {}, ms: 0 };
   const known = new Set<string>();
   const perPair = Math.max(1, Math.floor(o.calls / (o.targets.length * o.backends.length)));

@@ -89,9 +89,9 @@ export interface WorkerReport {
  * survive that, and everything the worker held must be released: the target
  * can be opened again, and the mdevs it created can be removed.
  */
-export async function runInWorker(seq: Sequence, seqIndex: number, cfg: RunConfig, env: ExecEnv, mark: (phase: Progress['phase']) => void): Promise<SequenceOutcome> {
+export async function runInWorker(seq: Sequence, seqIndex: number, cfg: RunConfig, env: ExecEnv, mark: Mark): Promise<SequenceOutcome> {
   const findings: Finding[] = [];
-  const worker = new Worker(WORKER_BOOT, { eval: true, workerData: { cfg, seq: seqIndex, cmds: seq.cmds.slice(0, seq.terminateAt ?? seq.cmds.length) } });
+  const worker = new Worker(WORKER_BOOT, { eval: true, workerData: { cfg, seq: seqIndex, cmds: seq.cmds.slice(0, seq.terminateAt ?? seq.cmds.length) }, resourceLimits: { maxOldGenerationSizeMb: 256 } });
   const exited = new Promise<number>((r) => worker.once('exit', r));
   const report = await new Promise<WorkerReport | { error: unknown } | null>((resolve) => {
     const timer = setTimeout(() => resolve(null), cfg.hangMs * 2 + 30_000);
@@ -111,11 +111,13 @@ export async function runInWorker(seq: Sequence, seqIndex: number, cfg: RunConfi
     for (const [k, n] of Object.entries(report.tally)) env.tally[k] = (env.tally[k] ?? 0) + n;
     findings.push(...report.findings);
   }
-  mark('terminate');
+  // The worker's mdevs stay on record while it is terminated (the parent removes them if this process dies).
+  const created = report && !('error' in report) ? report.created : [];
+  mark('terminate', created);
   await worker.terminate();
   await exited;
 
-  mark('check');
+  mark('check', created);
   // What the worker held is released by its environment's cleanup: the target opens again.
   try {
     const o = V.openDevice(cfg.target.device, { backend: cfg.backend });
@@ -136,7 +138,10 @@ export async function runInWorker(seq: Sequence, seqIndex: number, cfg: RunConfi
 }
 
 /** Runs one sequence in this thread (main mode) or in a terminated worker. */
-export async function runSequence(seq: Sequence, seqIndex: number, cfg: RunConfig, env: ExecEnv, mark: (phase: Progress['phase']) => void): Promise<SequenceOutcome> {
+/** Records a phase of the run in the progress file (with mdevs to remove should the process die). */
+export type Mark = (phase: Progress['phase'], created?: string[]) => void;
+
+export async function runSequence(seq: Sequence, seqIndex: number, cfg: RunConfig, env: ExecEnv, mark: Mark): Promise<SequenceOutcome> {
   if (seq.mode === 'worker') return runInWorker(seq, seqIndex, cfg, env, mark);
   const out = await execute(seq.cmds, env);
   return { findings: out.findings, calls: out.calls };

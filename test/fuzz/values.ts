@@ -51,6 +51,7 @@ export type Val =
   | { t: 'arr'; v: Val[] }
   | { t: 'bytes'; kind: BytesKind; len: number; fill: number }
   | { t: 'raw'; hex: string }
+  | { t: 'slot'; k: number }
   | { t: 'ref'; kind: Kind; i: number }
   | { t: 'signal'; how: 'timeout' | 'aborted' | 'none'; ms: number }
   | { t: 'fd'; which: FdWhich }
@@ -213,6 +214,19 @@ export function options(props: { [k: string]: fc.Arbitrary<Val> }): fc.Arbitrary
   );
 }
 
+/**
+ * An offset chosen among the interesting ones of the region the call lands
+ * on (known only when it runs): the `k`th of them, modulo their number.
+ */
+export class Slot {
+  constructor(readonly k: number) {}
+}
+
+/** An offset argument: mostly a slot of the receiver's region, sometimes a neighbour of any interesting offset, or hostile. */
+export function offsetArb(anyInteresting: readonly (number | bigint)[]): fc.Arbitrary<Val> {
+  return fc.oneof({ weight: 3, arbitrary: fc.nat(63).map((k): Val => ({ t: 'slot', k })) }, { weight: 2, arbitrary: uint(anyInteresting) });
+}
+
 // ---------------------------------------------------------------------------
 // Materialising.
 
@@ -300,6 +314,8 @@ export function materialize(v: Val, r: Resolver): unknown {
       return makeBytes(v.kind, v.len, v.fill, r);
     case 'raw':
       return Buffer.from(v.hex, 'hex');
+    case 'slot':
+      return new Slot(v.k);
     case 'ref':
       return r.ref(v.kind, v.i);
     case 'signal': {
@@ -346,6 +362,8 @@ export function show(v: Val): string {
       return `${v.kind}[${v.len}]`;
     case 'raw':
       return `<${v.hex.length > 32 ? `${v.hex.slice(0, 32)}…(${v.hex.length / 2} bytes)` : v.hex}>`;
+    case 'slot':
+      return `offset#${v.k}`;
     case 'ref':
       return `${v.kind}#${v.i}`;
     case 'signal':

@@ -46,6 +46,12 @@ export class World {
   readonly pending: Pending[] = [];
   /** fds the run opened itself (to hand to adopt(), setIrqs() …), closed at the end. */
   readonly #fds = new Map<string, number>();
+  /**
+   * fds of the target's group and cdev nodes, closed right after the command
+   * that got them: held longer, they would keep the library from opening the
+   * target (a group opens once) for the rest of the run.
+   */
+  readonly #transient: number[] = [];
   /** mdevs created during the run (library or CLI), removed at the end. */
   readonly createdMdevs = new Set<string>();
   /** Temporary files the run may write (screenshots). */
@@ -128,11 +134,12 @@ export class World {
     const cached = this.#fds.get(which);
     if (cached !== undefined) return cached;
     const t = this.target;
-    const openOwn = (path: string | null): number => {
+    const openOwn = (path: string | null, transient = false): number => {
       if (!path) return -1;
       try {
         const fd = openSync(path, 'r+');
-        this.#fds.set(which, fd);
+        if (transient) this.#transient.push(fd);
+        else this.#fds.set(which, fd);
         return fd;
       } catch {
         return -1;
@@ -142,9 +149,9 @@ export class World {
       case 'container':
         return openOwn('/dev/vfio/vfio');
       case 'group':
-        return openOwn(t.groupPath);
+        return openOwn(t.groupPath, true);
       case 'device':
-        return openOwn(t.cdevPath);
+        return openOwn(t.cdevPath, true);
       case 'iommufd':
         return openOwn('/dev/iommu');
       case 'devnull':
@@ -178,8 +185,20 @@ export class World {
     }
   }
 
+  /** Closes the group and cdev fds a command was given (adopt() dup'd what it kept). */
+  closeTransientFds(): void {
+    for (const fd of this.#transient.splice(0)) {
+      try {
+        closeSync(fd);
+      } catch {
+        /* closed already */
+      }
+    }
+  }
+
   /** Closes the fds the run opened itself. */
   closeOwnFds(): void {
+    this.closeTransientFds();
     for (const fd of this.#fds.values()) {
       try {
         closeSync(fd);

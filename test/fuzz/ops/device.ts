@@ -16,6 +16,7 @@ import {
   index,
   num,
   obj,
+  offsetArb,
   opt,
   options,
   ref,
@@ -56,6 +57,22 @@ export const rootArb: fc.Arbitrary<Val> = fc.oneof(
 );
 
 const allOffsets = (s: TargetSpec): number[] => [...new Set(Object.values(s.regions).flat())];
+/** The interesting offsets of the receiver's region (a Region, or a view: relative to the view). */
+const regionSlots = (x: OpCtx, self: Entry | undefined): readonly number[] => {
+  try {
+    return x.spec.regions[self!.obj.index] ?? [0];
+  } catch {
+    return [0];
+  }
+};
+const viewSlots = (x: OpCtx, self: Entry | undefined): readonly number[] => {
+  try {
+    const base = Number(self!.obj.offset);
+    return (x.spec.regions[self!.obj.index] ?? [0]).map((o) => o - base).filter((o) => o >= 0);
+  } catch {
+    return [0];
+  }
+};
 const regionIndexes = (s: TargetSpec): number[] => Object.keys(s.regions).map(Number);
 
 // ---------------------------------------------------------------------------
@@ -371,9 +388,10 @@ export const DEVICE_OPS: OpDef[] = [
     (w): OpDef => ({
       name: `region.read${8 * w}`,
       on: 'region',
+      slots: regionSlots,
       weight: 1.5,
       closedThrows: true,
-      args: (sp) => A(uint(allOffsets(sp))),
+      args: (sp) => A(offsetArb(allOffsets(sp))),
       guard: regionGuard(false, () => w),
       oracle: quirkOracle,
       run: (_x, s, [off]) => s!.obj[`read${8 * w}`](off),
@@ -383,9 +401,10 @@ export const DEVICE_OPS: OpDef[] = [
     (w): OpDef => ({
       name: `region.write${8 * w}`,
       on: 'region',
+      slots: regionSlots,
       weight: w === 2 ? 3 : 1.5,
       closedThrows: true,
-      args: (sp) => A(uint(allOffsets(sp)), regValue(w, [0x0, 0x2, 0x4, 0x6, 0x7, 0x400, 0x406, 0x41, 0x80, 0x07])),
+      args: (sp) => A(offsetArb(allOffsets(sp)), regValue(w, [0x0, 0x2, 0x4, 0x6, 0x7, 0x400, 0x406, 0x41, 0x80, 0x07])),
       guard: regionGuard(true, () => w),
       oracle: quirkOracle,
       run: (x, s, [off, v]) => {
@@ -401,8 +420,9 @@ export const DEVICE_OPS: OpDef[] = [
   {
     name: 'region.readInto',
     on: 'region',
+    slots: regionSlots,
     closedThrows: true,
-    args: (sp) => A(uint(allOffsets(sp)), bytesVal([0, 1, 2, 4, 8, 16, 255, 256])),
+    args: (sp) => A(offsetArb(allOffsets(sp)), bytesVal([0, 1, 2, 4, 8, 16, 255, 256])),
     guard: regionGuard(false, (a) => byteLen(a[1])),
     oracle: quirkOracle,
     run: (_x, s, [off, dst]) => s!.obj.readInto(off, dst),
@@ -410,8 +430,9 @@ export const DEVICE_OPS: OpDef[] = [
   {
     name: 'region.read',
     on: 'region',
+    slots: regionSlots,
     closedThrows: true,
-    args: (sp) => A(uint(allOffsets(sp)), index([0, 1, 4, 8, 255, 256, 4096])),
+    args: (sp) => A(offsetArb(allOffsets(sp)), index([0, 1, 4, 8, 255, 256, 4096])),
     guard: (x, s, a) => ((asUint(a[1]) ?? 0n) > 1n << 26n ? 'read of more than 64 MiB' : regionGuard(false, (b) => Number(asUint(b[1]) ?? 1n))(x, s, a)),
     oracle: quirkOracle,
     run: (_x, s, [off, n]) => s!.obj.read(off, n),
@@ -419,8 +440,9 @@ export const DEVICE_OPS: OpDef[] = [
   {
     name: 'region.write',
     on: 'region',
+    slots: regionSlots,
     closedThrows: true,
-    args: (sp) => A(uint(allOffsets(sp)), bytesVal([0, 1, 2, 3, 4, 8, 16])),
+    args: (sp) => A(offsetArb(allOffsets(sp)), bytesVal([0, 1, 2, 3, 4, 8, 16])),
     guard: regionGuard(true, (a) => byteLen(a[1])),
     oracle: quirkOracle,
     run: (x, s, [off, src]) => {
@@ -438,9 +460,10 @@ export const DEVICE_OPS: OpDef[] = [
     (w): OpDef => ({
       name: `view.read${8 * w}`,
       on: 'view',
+      slots: viewSlots,
       weight: w === 4 ? 3 : 1,
       closedThrows: true,
-      args: (sp) => A(uint(allOffsets(sp))),
+      args: (sp) => A(offsetArb(allOffsets(sp))),
       guard: viewGuard(false, () => w),
       run: (_x, s, [off]) => s!.obj[`read${8 * w}`](off),
     }),
@@ -449,8 +472,9 @@ export const DEVICE_OPS: OpDef[] = [
     (w): OpDef => ({
       name: `view.write${8 * w}`,
       on: 'view',
+      slots: viewSlots,
       closedThrows: true,
-      args: (sp) => A(uint(allOffsets(sp)), regValue(w, [0x12345678, 1, 0x80])),
+      args: (sp) => A(offsetArb(allOffsets(sp)), regValue(w, [0x12345678, 1, 0x80])),
       guard: viewGuard(true, () => w),
       run: (_x, s, [off, v]) => s!.obj[`write${8 * w}`](off, v),
     }),
@@ -458,16 +482,18 @@ export const DEVICE_OPS: OpDef[] = [
   {
     name: 'view.readInto',
     on: 'view',
+    slots: viewSlots,
     closedThrows: true,
-    args: (sp) => A(uint(allOffsets(sp)), bytesVal([0, 1, 4, 16, 4096])),
+    args: (sp) => A(offsetArb(allOffsets(sp)), bytesVal([0, 1, 4, 16, 4096])),
     guard: viewGuard(false, (a) => byteLen(a[1])),
     run: (_x, s, [off, dst]) => s!.obj.readInto(off, dst),
   },
   {
     name: 'view.writeFrom',
     on: 'view',
+    slots: viewSlots,
     closedThrows: true,
-    args: (sp) => A(uint(allOffsets(sp)), bytesVal([0, 1, 4, 16, 64])),
+    args: (sp) => A(offsetArb(allOffsets(sp)), bytesVal([0, 1, 4, 16, 64])),
     guard: viewGuard(true, (a) => byteLen(a[1])),
     run: (_x, s, [off, src]) => s!.obj.writeFrom(off, src),
   },
@@ -475,6 +501,7 @@ export const DEVICE_OPS: OpDef[] = [
     // Plain JS access to the mapped bytes: a Uint8Array and a Uint32Array over `buffer`.
     name: 'view.bytesRead',
     on: 'view',
+    slots: viewSlots,
     weight: 1.5,
     args: (sp) => A(uint(allOffsets(sp).filter((o) => o % 4 === 0)), fc.boolean().map(bool)),
     guard: viewGuard(false, () => 4),
@@ -483,7 +510,8 @@ export const DEVICE_OPS: OpDef[] = [
   {
     name: 'view.bytesWrite',
     on: 'view',
-    args: (sp) => A(uint(allOffsets(sp)), fc.integer({ min: 0, max: 255 }).map(num)),
+    slots: viewSlots,
+    args: (sp) => A(offsetArb(allOffsets(sp)), fc.integer({ min: 0, max: 255 }).map(num)),
     guard: viewGuard(true, () => 4),
     run: (_x, s, [i, v]) => {
       s!.obj.bytes[Number(i)] = v;

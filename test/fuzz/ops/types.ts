@@ -58,6 +58,8 @@ export interface OpDef {
   background?: boolean;
   /** The call takes an AbortSignal, whose reason may be how it fails. */
   signalled?: boolean;
+  /** The interesting offsets on this receiver: `slot` arguments pick among them. */
+  slots?: (x: OpCtx, self: Entry | undefined) => readonly number[];
 }
 
 /** Wraps an OpResult so the executor can tell it from an API return value. */
