@@ -91,11 +91,14 @@ export class World {
     return this.#byKind.get(kind) ?? [];
   }
 
-  /** The `i`th object of `kind` (modulo how many there are), closed ones included. */
+  /**
+   * The `i`th most recent object of `kind` (0: the newest; modulo how many
+   * there are), closed ones included: calls mostly land on what was just made.
+   */
   pick(kind: Kind, i: number): Entry | undefined {
     const list = this.#byKind.get(kind);
     if (!list?.length) return undefined;
-    return list[Math.abs(i) % list.length];
+    return list[list.length - 1 - (Math.abs(i) % list.length)];
   }
 
   /** Closes `e` in the model, and everything it closes. */

@@ -148,7 +148,7 @@ export const DEVICE_OPS: OpDef[] = [
   // Opening -----------------------------------------------------------------
   {
     name: 'openDevice',
-    weight: 4,
+    weight: 1,
     args: () => A(specArb, options({ backend: backendArb, root: rootArb })),
     run: (x, _s, [spec, o]) => registerOpened(x, x.V.openDevice(spec, o)),
   },

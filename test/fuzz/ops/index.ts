@@ -52,15 +52,35 @@ export function commandArb(spec: TargetSpec, only?: (op: OpDef) => boolean): fc.
 export const OPEN_TARGET: Cmd = { op: 'openDevice', args: [target('name'), { t: 'obj', v: { backend: target('backend') } }] };
 
 /**
+ * What a sequence concentrates on. Calls interact through the objects they
+ * share, so a sequence drawn from one area (the device and its regions,
+ * views and interrupts; the DMA spaces; the rest) meets the interesting
+ * interleavings far more often than one drawn from the whole table.
+ */
+export const FOCUS: Record<string, (op: OpDef) => boolean> = {
+  any: () => true,
+  device: (op) => /^(openDevice|opened\.|device\.|region\.|view\.|irqs\.|dmabuf\.|group\.openDevice|captureDisplay|tick|pending\.|edu\.|EduDriver)/.test(op.name),
+  dma: (op) => /^(openDevice|opened\.|Container|container\.|Group|group\.|IommuFd|iommufd\.|ioas\.|hwpt\.|allocDmaBuffer|buffer\.|new DmaMapper|mapper\.|new IovaAllocator|iova\.|device\.(bind|attach|detach|close))/.test(op.name),
+  rest: (op) => /^(uapi\.|cli|new MdevBus|bus\.|createEventFd|eventfd\.|tick|resolveDevice|findEdu|boundDriver|cdevDeviceName|heldCount|openDevice)/.test(op.name),
+};
+
+/**
  * A sequence: usually the target opened first, then `maxCommands` or fewer
- * commands. Worker sequences get a point at which the worker is terminated.
+ * commands, all from one focus (or from anywhere). Worker sequences get a
+ * point at which the worker is terminated.
  */
 export function sequenceArb(spec: TargetSpec, maxCommands: number, worker: boolean): fc.Arbitrary<Sequence> {
-  // The opening is there 9 times in 10; it shrinks away (towards 0) when it is not needed.
-  const cmds = fc
-    .tuple(fc.integer({ min: 0, max: 9 }), fc.array(commandArb(spec), { minLength: 0, maxLength: maxCommands, size: 'max' }))
-    .map(([open, rest]) => (open > 0 ? [OPEN_TARGET, ...rest] : rest));
+  const focused = (f: (op: OpDef) => boolean): fc.Arbitrary<Cmd[]> =>
+    // The opening is there 9 times in 10; it shrinks away (towards 0) when it is not needed.
+    fc
+      .tuple(fc.integer({ min: 0, max: 9 }), fc.array(commandArb(spec, f), { minLength: 0, maxLength: maxCommands, size: 'max' }))
+      .map(([open, rest]) => (open > 0 ? [OPEN_TARGET, ...rest] : rest));
+  const cmds = fc.oneof(
+    { weight: 3, arbitrary: focused(FOCUS.device!) },
+    { weight: 2, arbitrary: focused(FOCUS.any!) },
+    { weight: 2, arbitrary: focused(FOCUS.dma!) },
+    { weight: 1, arbitrary: focused(FOCUS.rest!) },
+  );
   if (!worker) return cmds.map((c): Sequence => ({ mode: 'main', cmds: c }));
   return fc.tuple(cmds, fc.nat({ max: 1000 })).map(([c, k]): Sequence => ({ mode: 'worker', terminateAt: c.length ? 1 + (k % c.length) : 0, cmds: c }));
 }
-
