@@ -59,8 +59,11 @@ async function run(): Promise<number> {
   const vitestSuite = (project: string): SuiteVerdict => {
     say(`${project} tests`);
     rmSync(join(results, `${project}.json`), { force: true });
-    spawnSync(process.execPath, [vitest, 'run', '--project', project, ...reporters(`${project}.json`)], { stdio: 'inherit' });
-    return judgeReport(join(results, `${project}.json`), project);
+    const r = spawnSync(process.execPath, [vitest, 'run', '--project', project, ...reporters(`${project}.json`)], { stdio: 'inherit' });
+    const verdict = judgeReport(join(results, `${project}.json`), project);
+    // A worker that died while loading a file can leave a report that says success.
+    if (r.status !== 0 && verdict.problems.length === 0) verdict.problems.push(`${project}: vitest exited ${r.status ?? r.signal}`);
+    return verdict;
   };
   suites.push(vitestSuite('host'));
 

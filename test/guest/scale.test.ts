@@ -68,6 +68,7 @@ describe.each(['group', 'cdev'] as const)('edu on %s', (backend) => {
     // cycle over 10,000), the group path +3.8 KiB a cycle over 10,000 with the
     // live-object counters, fds and VmLck all back at baseline — not yet
     // explained (heap growth or a leak on the container/group path; open in issue 13).
-    expect(after.rssKiB - before.rssKiB).toBeLessThan(Math.max(8192, CYCLES * 6));
+    // (Under ASan, npm run test:asan, freed memory is quarantined and RSS says nothing.)
+    if (process.env.VFIO_ASAN !== '1') expect(after.rssKiB - before.rssKiB).toBeLessThan(Math.max(8192, CYCLES * 6));
   }, 900_000);
 });
