@@ -64,11 +64,12 @@ describe.each(['group', 'cdev'] as const)('edu on %s', (backend) => {
     expect(after.stats).toEqual(before.stats);
     expect(after.lockedKiB).toBe(before.lockedKiB);
     expect(after.pinnedKiB).toBe(before.pinnedKiB);
-    // RSS: at most 6 KiB a cycle. Observed under TCG: the cdev path flat (+0.1 KiB a
+    // RSS: at most 6 KiB a cycle over a floor of 32 MiB (in the suite's long-lived
+    // fork the heap alone has moved RSS by +9 to +17 MiB over 1,000 cycles). Observed under TCG: the cdev path flat (+0.1 KiB a
     // cycle over 10,000), the group path +3.8 KiB a cycle over 10,000 with the
     // live-object counters, fds and VmLck all back at baseline — not yet
     // explained (heap growth or a leak on the container/group path; open in issue 13).
     // (Under ASan, npm run test:asan, freed memory is quarantined and RSS says nothing.)
-    if (process.env.VFIO_ASAN !== '1') expect(after.rssKiB - before.rssKiB).toBeLessThan(Math.max(8192, CYCLES * 6));
+    if (process.env.VFIO_ASAN !== '1') expect(after.rssKiB - before.rssKiB).toBeLessThan(Math.max(32768, CYCLES * 6));
   }, 900_000);
 });
