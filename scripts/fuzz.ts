@@ -108,6 +108,10 @@ async function fuzzHere(): Promise<number> {
     workerEvery: int(values['worker-every'], 16, 'worker-every'),
     stopOnFinding: values['stop-on-finding'] === true,
     log: (s: string) => console.log(s),
+    onFinding: (f: import('../test/fuzz/findings.js').ReportedFinding, all: readonly unknown[]) => {
+      writeFileSync(join(out, 'findings.json'), JSON.stringify(all, null, 2));
+      console.log(showFinding(f).replace(/^/gm, '    '));
+    },
   };
   console.log(`fuzz: ${calls} calls, seed ${seed}, targets ${opts.targets.join(' ')}, backends ${opts.backends.join(' ')}`);
   const r = await campaign(opts);

@@ -41,6 +41,8 @@ export interface CampaignOptions {
   /** Stop a pair after its first finding (the check against an old commit uses this to time the search). */
   stopOnFinding?: boolean;
   log?: (line: string) => void;
+  /** Called with each new finding as soon as it is known (the script saves them as they come). */
+  onFinding?: (f: ReportedFinding, all: readonly ReportedFinding[]) => void;
 }
 
 export interface PairResult {
@@ -267,6 +269,7 @@ export async function campaign(o: CampaignOptions): Promise<CampaignResult> {
               known.add(signature(f));
               result.findings.push(f);
               log(`  finding: ${f.kind} in ${f.op} (seed ${f.seed}, after ${f.callsBefore} calls): ${f.detail.slice(0, 160)}`);
+              o.onFinding?.(f, result.findings);
             }
             removeLeftovers(run.progress?.created, log);
             const failure = failureOf(run);
@@ -311,6 +314,7 @@ export async function campaign(o: CampaignOptions): Promise<CampaignResult> {
               reproduced: sh.reproduced,
             });
             log(`  ${kind} ${sh.reproduced ? `reproduced, shrunk to ${sh.shrunk.cmds.length} command(s) in ${sh.trials} replays` : 'did not reproduce'}`);
+            o.onFinding?.(result.findings.at(-1)!, result.findings);
             if (o.stopOnFinding) break;
           }
           if (o.stopOnFinding && result.findings.some((f) => f.target === name && f.backend === backend)) log('  stopping this pair at its first finding');
