@@ -37,7 +37,9 @@ if (!inGuest) {
   const { VmError, runInVm } = await import('../src/vm/index.js');
   say('no /dev/vfio as root here: running the fuzzer in the test-bed guest (QEMU)');
   try {
-    const r = await runInVm(['node', '--import', 'tsx', 'scripts/fuzz.ts', ...process.argv.slice(2)], { stdout: 'inherit', stderr: 'inherit' });
+    // A long campaign outlasts the bed's default guest timeout: allow 6 h unless VFIO_VM_TIMEOUT says otherwise.
+    const timeoutS = Number(process.env.VFIO_VM_TIMEOUT) || 6 * 3600;
+    const r = await runInVm(['node', '--import', 'tsx', 'scripts/fuzz.ts', ...process.argv.slice(2)], { stdout: 'inherit', stderr: 'inherit', timeoutS });
     process.exitCode = r.status;
   } catch (e) {
     say(e instanceof VmError ? e.message : String((e as Error).stack ?? e));

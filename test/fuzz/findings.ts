@@ -37,7 +37,7 @@ export function showCmd(c: Cmd, i: number): string {
 }
 
 export function showSequence(s: Sequence): string {
-  const head = s.mode === 'worker' ? `in a worker, terminated after ${s.terminateAt} command(s):\n` : '';
+  const head = s.mode === 'worker' ? `in a worker, terminated ${s.busy ? `while running, as it started command #${s.terminateAt}` : `after ${s.terminateAt} command(s), idle`}:\n` : '';
   return head + s.cmds.map((c, i) => `    ${showCmd(c, i)}`).join('\n');
 }
 

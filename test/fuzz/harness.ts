@@ -196,13 +196,25 @@ async function shrinkCrash(target: TargetInfo, backend: Backend, seq: Sequence, 
   let trials = 0;
   const fails = async (s: Sequence): Promise<boolean> => {
     trials++;
-    const r = await replay(target, backend, [s], o);
+    // A replay of a hang needs no long wait: the original stopped making progress for good.
+    const r = await replay(target, backend, [s], failure === 'hang' ? { ...o, watchdogMs: Math.min(o.watchdogMs, 20_000) } : o);
     return r.failure === failure;
   };
   let best = truncate(seq, keep);
   if (!(await fails(best))) {
     if (best.cmds.length === seq.cmds.length || !(await fails(seq))) return { shrunk: seq, reproduced: false, trials };
     best = seq;
+  }
+  // Often the last command alone, or with the first (the opening), is the whole story: try those first.
+  const last = best.cmds.length - 1;
+  for (const pick of [[last], [0, last]]) {
+    if (last < 1 || Date.now() >= deadline) break;
+    const cmds = [...new Set(pick)].map((i) => best.cmds[i]!);
+    const candidate: Sequence = best.mode === 'worker' ? { ...best, cmds, terminateAt: cmds.length } : { ...best, cmds };
+    if (await fails(candidate)) {
+      best = candidate;
+      break;
+    }
   }
   for (let chunk = Math.max(1, best.cmds.length >> 1); chunk >= 1 && Date.now() < deadline; chunk = chunk === 1 ? 0 : Math.max(1, chunk >> 1)) {
     for (let from = best.cmds.length - chunk; from >= 0 && Date.now() < deadline; from -= chunk) {
@@ -219,6 +231,17 @@ async function shrinkCrash(target: TargetInfo, backend: Backend, seq: Sequence, 
 
 function merge(into: Tally, from: Tally | undefined): void {
   for (const [k, n] of Object.entries(from ?? {})) into[k] = (into[k] ?? 0) + n;
+}
+
+/**
+ * The seed a (target, backend) pair runs with: the campaign's, mixed with the
+ * pair's name, so pairs do not replay each other's sequences, and a pair
+ * picked alone with --target/--backend gets the same seed as in a full run.
+ */
+export function pairSeed(seed: number, target: string, backend: string): number {
+  let h = 0x811c9dc5;
+  for (const c of `${target}/${backend}`) h = Math.imul(h ^ c.charCodeAt(0), 0x01000193);
+  return ((seed ^ h) >>> 0) % 0x7fffffff;
 }
 
 /** Runs the whole campaign: every (target, backend) pair with its share of the calls. */
@@ -239,7 +262,7 @@ export async function campaign(o: CampaignOptions): Promise<CampaignResult> {
           const pairStart = Date.now();
           const pair: PairResult = { target: name, backend, calls: 0, ms: 0, children: 0 };
           let round = 0;
-          log(`${name} on ${backend}: ${perPair} calls (${target.device})`);
+          log(`${name} on ${backend}: ${perPair} calls (${target.device}), pair seed ${pairSeed(o.seed, name, backend)}`);
           while (pair.calls < perPair) {
             pair.children++;
             const run = await runChild(
@@ -248,7 +271,7 @@ export async function campaign(o: CampaignOptions): Promise<CampaignResult> {
                 target: withBackend(target, backend),
                 backend,
                 hangMs,
-                seed: o.seed,
+                seed: pairSeed(o.seed, name, backend),
                 firstRound: round,
                 budgetCalls: perPair - pair.calls,
                 maxCommands: o.maxCommands ?? 40,

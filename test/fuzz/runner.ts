@@ -4,7 +4,7 @@
  * progress file that lets the parent see where a crash or hang happened, and
  * worker-mode runs (a sequence run in a worker thread that is then terminated).
  */
-import { writeFileSync } from 'node:fs';
+import { readFileSync, writeFileSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
 import { Worker } from 'node:worker_threads';
 import * as V from 'vfio';
@@ -91,11 +91,23 @@ export interface WorkerReport {
  */
 export async function runInWorker(seq: Sequence, seqIndex: number, cfg: RunConfig, env: ExecEnv, mark: Mark): Promise<SequenceOutcome> {
   const findings: Finding[] = [];
-  const worker = new Worker(WORKER_BOOT, { eval: true, workerData: { cfg, seq: seqIndex, cmds: seq.cmds.slice(0, seq.terminateAt ?? seq.cmds.length) }, resourceLimits: { maxOldGenerationSizeMb: 256 } });
+  const stopAt = seq.terminateAt ?? seq.cmds.length;
+  // Idle: the worker runs exactly the commands before the point, reports, and waits.
+  // Busy: it runs them all, and is terminated as soon as it starts command `stopAt`.
+  const cmds = seq.busy ? seq.cmds : seq.cmds.slice(0, stopAt);
+  const worker = new Worker(WORKER_BOOT, { eval: true, workerData: { cfg, seq: seqIndex, cmds, busy: seq.busy === true }, resourceLimits: { maxOldGenerationSizeMb: 256 } });
   const exited = new Promise<number>((r) => worker.once('exit', r));
-  const report = await new Promise<WorkerReport | { error: unknown } | null>((resolve) => {
+  let reached = -1;
+  const report = await new Promise<WorkerReport | { error: unknown } | { busy: number } | null>((resolve) => {
     const timer = setTimeout(() => resolve(null), cfg.hangMs * 2 + 30_000);
-    worker.once('message', (m: WorkerReport) => {
+    worker.on('message', (m: WorkerReport | { progress: number }) => {
+      if ('progress' in m) {
+        reached = m.progress;
+        if (m.progress < stopAt) return;
+        clearTimeout(timer);
+        resolve({ busy: m.progress });
+        return;
+      }
       clearTimeout(timer);
       resolve(m);
     });
@@ -105,6 +117,22 @@ export async function runInWorker(seq: Sequence, seqIndex: number, cfg: RunConfi
     });
     void exited.then(() => resolve(null));
   });
+  if (report && 'busy' in report) {
+    env.tally['worker terminated while running'] = (env.tally['worker terminated while running'] ?? 0) + 1;
+    mark('terminate');
+    await worker.terminate();
+    await exited;
+    mark('check');
+    await checkReopen(cfg, env, findings);
+    // The mdevs it made are on record in its last progress record.
+    const last = JSON.parse(readFileSync(cfg.progressPath, 'utf8')) as Progress;
+    if (last.created?.length) {
+      const w = new World(cfg.target, '/tmp');
+      for (const u of last.created) w.createdMdevs.add(u);
+      await removeCreated(w, env, (f) => findings.push({ ...f, op: `worker ${f.op}` }));
+    }
+    return { findings, calls: reached + 1 };
+  }
   if (report === null) findings.push({ kind: 'hang', op: 'worker', cmdIndex: -1, detail: 'the worker neither reported nor failed in time' });
   else if ('error' in report) findings.push({ kind: 'crash', op: 'worker', cmdIndex: -1, detail: `the worker failed: ${String((report.error as Error)?.stack ?? report.error).slice(0, 400)}` });
   else {
@@ -118,7 +146,17 @@ export async function runInWorker(seq: Sequence, seqIndex: number, cfg: RunConfi
   await exited;
 
   mark('check', created);
-  // What the worker held is released by its environment's cleanup: the target opens again.
+  await checkReopen(cfg, env, findings);
+  if (report && !('error' in report) && report.created.length) {
+    const w = new World(cfg.target, '/tmp');
+    for (const u of report.created) w.createdMdevs.add(u);
+    await removeCreated(w, env, (f) => findings.push({ ...f, op: `worker ${f.op}` }));
+  }
+  return { findings, calls: report && !('error' in report) ? report.calls : 0 };
+}
+
+/** What the worker held is released by its environment's cleanup: the target opens again. */
+async function checkReopen(cfg: RunConfig, env: ExecEnv, findings: Finding[]): Promise<void> {
   try {
     const o = V.openDevice(cfg.target.device, { backend: cfg.backend });
     o.close();
@@ -129,12 +167,6 @@ export async function runInWorker(seq: Sequence, seqIndex: number, cfg: RunConfi
     // EBUSY: something of the worker's still holds the device (a group or a bound cdev).
     if (code === 'EBUSY') findings.push({ kind: 'leak', op: 'worker terminate', cmdIndex: -1, detail: `after terminate() the target cannot be opened again: ${String((e as Error)?.message ?? e).slice(0, 300)}` });
   }
-  if (report && !('error' in report) && report.created.length) {
-    const w = new World(cfg.target, '/tmp');
-    for (const u of report.created) w.createdMdevs.add(u);
-    await removeCreated(w, env, (f) => findings.push({ ...f, op: `worker ${f.op}` }));
-  }
-  return { findings, calls: report && !('error' in report) ? report.calls : 0 };
 }
 
 /** Runs one sequence in this thread (main mode) or in a terminated worker. */

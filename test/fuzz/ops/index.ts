@@ -27,6 +27,11 @@ export interface Sequence {
   mode: 'main' | 'worker';
   /** Worker mode: the worker is terminated (holding what it holds) once this many commands have run. */
   terminateAt?: number;
+  /**
+   * Worker mode: terminate it while it is still running (as soon as it starts
+   * command `terminateAt`), instead of once it has stopped and reported.
+   */
+  busy?: boolean;
   cmds: Cmd[];
 }
 
@@ -82,5 +87,5 @@ export function sequenceArb(spec: TargetSpec, maxCommands: number, worker: boole
     { weight: 1, arbitrary: focused(FOCUS.rest!) },
   );
   if (!worker) return cmds.map((c): Sequence => ({ mode: 'main', cmds: c }));
-  return fc.tuple(cmds, fc.nat({ max: 1000 })).map(([c, k]): Sequence => ({ mode: 'worker', terminateAt: c.length ? 1 + (k % c.length) : 0, cmds: c }));
+  return fc.tuple(cmds, fc.nat({ max: 1000 }), fc.boolean()).map(([c, k, busy]): Sequence => ({ mode: 'worker', terminateAt: c.length ? 1 + (k % c.length) : 0, ...(busy ? { busy } : {}), cmds: c }));
 }
