@@ -204,7 +204,7 @@ export function popcount(v: number): number {
  *
  * @param flags - a flags word: an unsigned integer of at most 64 bits
  * @param table - such as {@link DEVICE_FLAGS} or {@link REGION_FLAGS}
- * @throws TypeError when `flags` is not a number or bigint; RangeError when it is negative, fractional or wider than 64 bits
+ * @throws TypeError when `flags` is not a number or bigint, or a table entry is not a non-negative safe integer; RangeError when it is negative, fractional or wider than 64 bits
  * @example
  * ```ts
  * bitNames(0b1011, REGION_FLAGS); // ['READ', 'WRITE', 'CAPS']
@@ -213,9 +213,15 @@ export function popcount(v: number): number {
 export function bitNames(flags: number | bigint, table: Readonly<Record<string, number>>): string[] {
   // Decoders call this on every INFO reply: the table's sorted entries and each
   // flags value's names are computed once (per table object) and copied out.
+  if (typeof table !== 'object' || table === null) throw new TypeError(`table must be an object of { NAME: bit } entries, got ${table === null ? 'null' : typeof table}`);
   let memo = BIT_NAMES.get(table);
   if (!memo) {
-    memo = { entries: Object.entries(table).sort((a, b) => a[1] - b[1]), names: new Map() };
+    const entries = Object.entries(table);
+    // Checked once per table: a mask that is not an unsigned safe integer has no bits to compare.
+    for (const [name, bit] of entries) {
+      if (typeof bit !== 'number' || !Number.isSafeInteger(bit) || bit < 0) throw new TypeError(`table entry ${name} must be a non-negative safe integer bit mask, got ${typeof bit === 'number' ? bit : typeof bit}`);
+    }
+    memo = { entries: entries.sort((a, b) => a[1] - b[1]), names: new Map() };
     BIT_NAMES.set(table, memo);
   }
   const hit = memo.names.get(flags);

@@ -503,6 +503,14 @@ describe('name helpers', () => {
     expect(() => bitNames('1' as unknown as number, { A: 1 })).toThrow(TypeError);
   });
 
+  it('bitNames refuses a table whose masks are not unsigned integers (the fuzzer found a SyntaxError escaping from BigInt)', () => {
+    for (const bad of ['x', 1.5, -1, NaN, 2 ** 53, 1n, null]) {
+      expect(() => bitNames(1, { A: bad } as unknown as Record<string, number>), String(bad)).toThrow(TypeError);
+    }
+    for (const bad of [null, undefined, 'READ', 7]) expect(() => bitNames(1, bad as unknown as Record<string, number>), String(bad)).toThrow(TypeError);
+    expect(bitNames(0b101, { A: 1, B: 2, C: 4 })).toEqual(['A', 'C']);
+  });
+
   it('region names: fixed, by type/subtype, or REGION<n>', () => {
     expect([0, 1, 2, 3, 4, 5, 6, 7, 8].map((i) => regionName(i))).toEqual([
       'BAR0',
