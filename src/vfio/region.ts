@@ -22,6 +22,18 @@ export interface MmapOptions {
   area?: number;
 }
 
+const U64_MAX = 0xffff_ffff_ffff_ffffn;
+
+/**
+ * A bigint offset as a number for the register fast path, or NaN (which fails
+ * every fast-path check and sends the access to the native path, whose checks
+ * throw the right RangeError or TypeError). Anything that is not a number is
+ * passed through the same way.
+ */
+function small(offset: unknown): number {
+  return typeof offset === 'bigint' && offset >= 0n && offset < 0x1_0000_0000n ? Number(offset) : NaN;
+}
+
 /**
  * An mmap'd piece of a region. `bytes` views the device memory directly; it is
  * detached (length 0) once the view is unmapped or the device is closed or
@@ -37,6 +49,17 @@ export class MappedRegion {
   readonly #m: NativeMapping;
   readonly #onUnmap: (m: MappedRegion) => void;
   #bytes: Uint8Array | null = null;
+  /**
+   * Typed arrays over the whole mapping, for the register fast path (writable
+   * mappings only; null for read-only ones, whose accesses stay native). When
+   * the view is revoked the ArrayBuffer is detached and their length drops to
+   * 0, so every access then fails the bounds check below and takes the native
+   * path, which throws ERR_VFIO_CLOSED.
+   */
+  #a8: Uint8Array | null = null;
+  #a16: Uint16Array | null = null;
+  #a32: Uint32Array | null = null;
+  #a64: BigUint64Array | null = null;
 
   /** @internal */
   constructor(index: number, offset: bigint, length: bigint, m: NativeMapping, onUnmap: (m: MappedRegion) => void) {
@@ -45,7 +68,15 @@ export class MappedRegion {
     this.length = length;
     this.#m = m;
     this.#onUnmap = onUnmap;
-    if (m.writable) markAsUntransferable(m.buffer);
+    if (m.writable) {
+      const buf = m.buffer;
+      markAsUntransferable(buf);
+      const n = buf.byteLength;
+      this.#a8 = new Uint8Array(buf);
+      this.#a16 = new Uint16Array(buf, 0, n >>> 1);
+      this.#a32 = new Uint32Array(buf, 0, n >>> 2);
+      this.#a64 = new BigUint64Array(buf, 0, Math.floor(n / 8));
+    }
   }
 
   /** False once unmapped (by `unmap()`, or by the device's close, reset or views revocation). */
@@ -82,6 +113,56 @@ export class MappedRegion {
   }
 
   /**
+   * The mapping as 8-, 16-, 32- and 64-bit typed arrays (writable mappings
+   * only), for drivers that want the arrays themselves. The rule for registers:
+   * load with `Atomics.load(a, i)`, store with a plain `a[i] = v`, and never
+   * use `Atomics.store`, `Atomics.exchange` or the other read-modify-write
+   * operations on device memory. Index `i` is the byte offset divided by the
+   * width. `read32()` and friends follow this rule.
+   *
+   * Why (checked on Node 20, V8 11.3, x86-64, by disassembling the
+   * `AtomicsLoad`/`AtomicsStore` builtins and TurboFan's code for the callers
+   * with `--print-opt-code` and gdb; see README#Performance):
+   * - `Atomics.load` is a single `mov` of the element's width in every tier
+   *   (TurboFan calls the builtin), and the spec forbids merging or eliding it;
+   * - `Atomics.store` is an `xchg`: a locked read-modify-write, which on
+   *   uncached MMIO is a bus-locked read of the register followed by the write,
+   *   so the device sees a read it was not sent (a read-to-clear register loses
+   *   its bits) and the kernel's bus-lock detection may throttle the process;
+   * - a plain typed-array store is a single `mov` of the element's width;
+   *   TurboFan keeps every one of them (two stores to one element stay two).
+   * - `set()`, `slice()`, `fill()` and DataView copy with whatever widths
+   *   memcpy picks: keep them for bulk data such as framebuffers.
+   *
+   * The arrays have length 0 once the view is revoked (unmap, close, reset),
+   * so a stale one reads `undefined` and never faults; `read32()` and friends
+   * throw ERR_VFIO_CLOSED instead.
+   *
+   * @throws TypeError on a read-only mapping
+   * @throws {@link VfioError} ERR_VFIO_CLOSED once unmapped
+   */
+  get u8(): Uint8Array {
+    return this.#array(this.#a8);
+  }
+  /** The mapping as a Uint16Array; see {@link MappedRegion.u8} for the rule. */
+  get u16(): Uint16Array {
+    return this.#array(this.#a16);
+  }
+  /** The mapping as a Uint32Array; see {@link MappedRegion.u8} for the rule. */
+  get u32(): Uint32Array {
+    return this.#array(this.#a32);
+  }
+  /** The mapping as a BigUint64Array; see {@link MappedRegion.u8} for the rule. */
+  get u64(): BigUint64Array {
+    return this.#array(this.#a64);
+  }
+  #array<T>(a: T | null): T {
+    if (!this.#m.mapped) throw VfioError.closed(`mapping of region ${this.index}`);
+    if (a === null) return this.#m.buffer as never; // throws the read-only TypeError
+    return a;
+  }
+
+  /**
    * Copies `dst.length` bytes out of the mapping at `offset` (works on read-only mappings).
    *
    * @returns the number of bytes copied
@@ -104,15 +185,26 @@ export class MappedRegion {
 
   /**
    * One 8-bit volatile load. This and the other `readN`/`writeN` methods are
-   * width-exact, naturally aligned volatile accesses, for device registers:
+   * width-exact, naturally aligned single accesses, for device registers:
    * a DataView reads bytewise and memcpy picks its own widths, which MMIO
    * registers (edu's, for one) answer differently or not at all.
+   *
+   * They run in JavaScript, without crossing into the addon: `Atomics.load`
+   * and plain element stores on typed arrays over the mapping (see
+   * {@link MappedRegion.u8} for why those, and not `Atomics.store`). Anything off the fast path
+   * (a misaligned or out-of-range offset, a value that does not fit, a
+   * read-only or revoked mapping, a bigint offset of 2^32 or more) goes to the
+   * native access, which throws the RangeError, TypeError or ERR_VFIO_CLOSED;
+   * a misaligned access therefore throws, it is never split.
    *
    * @param offset - byte offset within the mapping
    * @throws RangeError when outside the mapping
    * @throws {@link VfioError} ERR_VFIO_CLOSED once unmapped
    */
   read8(offset: bigint | number): number {
+    const a = this.#a8;
+    const o = typeof offset === 'number' ? offset : small(offset);
+    if (a !== null && o >>> 0 === o && o < a.length) return Atomics.load(a, o);
     return this.#m.load(u64Arg(offset, 'offset'), 1);
   }
   /**
@@ -123,6 +215,10 @@ export class MappedRegion {
    * @throws {@link VfioError} ERR_VFIO_CLOSED once unmapped
    */
   read16(offset: bigint | number): number {
+    const a = this.#a16;
+    const o = typeof offset === 'number' ? offset : small(offset);
+    const i = o >>> 1;
+    if (a !== null && i * 2 === o && i < a.length) return Atomics.load(a, i);
     return this.#m.load(u64Arg(offset, 'offset'), 2);
   }
   /**
@@ -133,6 +229,10 @@ export class MappedRegion {
    * @throws {@link VfioError} ERR_VFIO_CLOSED once unmapped
    */
   read32(offset: bigint | number): number {
+    const a = this.#a32;
+    const o = typeof offset === 'number' ? offset : small(offset);
+    const i = o >>> 2;
+    if (a !== null && i * 4 === o && i < a.length) return Atomics.load(a, i);
     return this.#m.load(u64Arg(offset, 'offset'), 4);
   }
   /**
@@ -143,6 +243,10 @@ export class MappedRegion {
    * @throws {@link VfioError} ERR_VFIO_CLOSED once unmapped
    */
   read64(offset: bigint | number): bigint {
+    const a = this.#a64;
+    const o = typeof offset === 'number' ? offset : small(offset);
+    const i = o >>> 3;
+    if (a !== null && i * 8 === o && i < a.length) return Atomics.load(a, i);
     return this.#m.load(u64Arg(offset, 'offset'), 8);
   }
   /**
@@ -155,6 +259,12 @@ export class MappedRegion {
    * @throws {@link VfioError} ERR_VFIO_CLOSED once unmapped
    */
   write8(offset: bigint | number, value: number): void {
+    const a = this.#a8;
+    const o = typeof offset === 'number' ? offset : small(offset);
+    if (a !== null && o >>> 0 === o && o < a.length && (value & 0xff) === value) {
+      a[o] = value; // one plain store of the width (not Atomics.store: see u8)
+      return;
+    }
     this.#m.store(u64Arg(offset, 'offset'), 1, value);
   }
   /**
@@ -167,6 +277,13 @@ export class MappedRegion {
    * @throws {@link VfioError} ERR_VFIO_CLOSED once unmapped
    */
   write16(offset: bigint | number, value: number): void {
+    const a = this.#a16;
+    const o = typeof offset === 'number' ? offset : small(offset);
+    const i = o >>> 1;
+    if (a !== null && i * 2 === o && i < a.length && (value & 0xffff) === value) {
+      a[i] = value; // one plain store of the width (not Atomics.store: see u8)
+      return;
+    }
     this.#m.store(u64Arg(offset, 'offset'), 2, value);
   }
   /**
@@ -179,6 +296,13 @@ export class MappedRegion {
    * @throws {@link VfioError} ERR_VFIO_CLOSED once unmapped
    */
   write32(offset: bigint | number, value: number): void {
+    const a = this.#a32;
+    const o = typeof offset === 'number' ? offset : small(offset);
+    const i = o >>> 2;
+    if (a !== null && i * 4 === o && i < a.length && value >>> 0 === value) {
+      a[i] = value; // one plain store of the width (not Atomics.store: see u8)
+      return;
+    }
     this.#m.store(u64Arg(offset, 'offset'), 4, value);
   }
   /**
@@ -191,6 +315,13 @@ export class MappedRegion {
    * @throws {@link VfioError} ERR_VFIO_CLOSED once unmapped
    */
   write64(offset: bigint | number, value: bigint): void {
+    const a = this.#a64;
+    const o = typeof offset === 'number' ? offset : small(offset);
+    const i = o >>> 3;
+    if (a !== null && i * 8 === o && i < a.length && typeof value === 'bigint' && value >= 0n && value <= U64_MAX) {
+      a[i] = value; // one plain store of the width (not Atomics.store: see u8)
+      return;
+    }
     this.#m.store(u64Arg(offset, 'offset'), 8, value);
   }
 
@@ -199,6 +330,7 @@ export class MappedRegion {
     if (!this.#m.mapped) return;
     this.#m.unmap();
     this.#bytes = null;
+    this.#a8 = this.#a16 = this.#a32 = this.#a64 = null;
     this.#onUnmap(this);
   }
 

@@ -49,6 +49,42 @@ describe('edu on vfio-pci (group path)', () => {
     expect(() => view.read32(0)).toThrow(expect.objectContaining({ code: 'ERR_VFIO_CLOSED' }));
   });
 
+  it('each width reaches edu as one access of that width, through read/write and through the typed arrays', () => {
+    // edu answers only 4-byte accesses below 0x80 (others read all-ones, writes are
+    // ignored) and 4- or 8-byte ones from 0x80; 0x84 has no 4-byte register of its own.
+    const view = o.device.mmap(0, { length: 4096 });
+    try {
+      expect(view.read32(0)).toBe(0x010000ed);
+      expect(view.read16(0)).not.toBe(0x00ed);
+      expect(view.read8(0)).not.toBe(0xed);
+      view.write32(4, 0x0f0f0f0f);
+      view.write16(4, 0x1234); // not widened into a 4-byte write: ignored
+      view.write8(4, 0x56);
+      expect(view.read32(4)).toBe(0xf0f0f0f0);
+      // One 8-byte store and one 8-byte load: split into halves, the store to 0x84
+      // would be ignored and the load of 0x84 would read all-ones.
+      const src = view.read64(0x80);
+      try {
+        view.write64(0x80, 0x0123_4567_89ab_cdefn);
+        expect(view.read64(0x80)).toBe(0x0123_4567_89ab_cdefn);
+        expect(view.read32(0x80)).toBe(0x89ab_cdef);
+        expect(view.read32(0x84)).toBe(0xffff_ffff);
+        // The documented rule for the arrays: Atomics.load, plain stores.
+        view.u64[0x80 / 8] = 0x0fed_cba9_8765_4321n;
+        expect(Atomics.load(view.u64, 0x80 / 8)).toBe(0x0fed_cba9_8765_4321n);
+        view.u32[1] = 0x00ff00ff;
+        expect(Atomics.load(view.u32, 1)).toBe(0xff00ff00);
+        expect(Atomics.load(view.u32, 0)).toBe(0x010000ed);
+      } finally {
+        view.write64(0x80, src);
+      }
+    } finally {
+      view.unmap();
+    }
+    expect(() => view.u32).toThrow(expect.objectContaining({ code: 'ERR_VFIO_CLOSED' }));
+    expect(() => view.read64(0x80)).toThrow(expect.objectContaining({ code: 'ERR_VFIO_CLOSED' }));
+  });
+
   it('revokes BAR views before a config write that disables memory decoding', () => {
     const cfg = o.device.region(7);
     const cmd = cfg.read16(4);
