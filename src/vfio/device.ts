@@ -18,6 +18,9 @@ import {
   VFIO_DEVICE_FLAGS_PCI,
   VFIO_DEVICE_FEATURE_PROBE,
   VFIO_DEVICE_FEATURE_SET,
+  VFIO_DEVICE_FEATURE_LOW_POWER_ENTRY,
+  VFIO_DEVICE_FEATURE_LOW_POWER_ENTRY_WITH_WAKEUP,
+  VFIO_DEVICE_FEATURE_LOW_POWER_EXIT,
   VFIO_GFX_PLANE_TYPE_DMABUF,
   VFIO_GFX_PLANE_TYPE_PROBE,
   VFIO_GFX_PLANE_TYPE_REGION,
@@ -226,6 +229,8 @@ export class Device extends Resource {
   readonly #fd: NativeFd;
   readonly #release: () => void;
   readonly #views = new Set<MappedRegion>();
+  /** Set by a successful LOW_POWER_ENTRY(_WITH_WAKEUP) feature SET, cleared by LOW_POWER_EXIT: no BAR mappings meanwhile. */
+  #lowPower = false;
   readonly #irqs = new Map<number, Interrupts>();
   /** Encoded DATA_NONE SET_IRQS structs by action/index/start/count (triggers repeat). */
   readonly #irqSetCache = new Map<number, Buffer>();
@@ -450,7 +455,7 @@ export class Device extends Resource {
    * @param index - the region index (a BAR: 0–5)
    * @param options - offset and length within the region, or a sparse-mmap `area`;
    *   default the whole region
-   * @throws {@link VfioError} EINVAL when the region has no MMAP flag; ERR_VFIO_MEMORY_DISABLED for a BAR of a PCI function whose memory decoding is off (an access would SIGBUS)
+   * @throws {@link VfioError} EINVAL when the region has no MMAP flag; ERR_VFIO_MEMORY_DISABLED for a BAR of a PCI function whose memory decoding is off, or of a device put in low power (an access would SIGBUS)
    * @throws RangeError when the range lies outside the region or a sparse area,
    *   or the offset is not page-aligned
    */
@@ -492,6 +497,14 @@ export class Device extends Resource {
    * later revokes the views first: see beforeWrite.)
    */
   #checkMemoryDecoding(index: number): void {
+    if (this.#lowPower) {
+      throw new VfioError({
+        code: 'ERR_VFIO_MEMORY_DISABLED',
+        operation: 'mmap',
+        message: `ERR_VFIO_MEMORY_DISABLED: refusing to map BAR${index} of ${this.describe()}: the device was put in low power (VFIO_DEVICE_FEATURE_LOW_POWER_ENTRY), where vfio-pci answers every access through a mapping with SIGBUS`,
+        hint: 'leave low power first: device.featureSet(VFIO_DEVICE_FEATURE_LOW_POWER_EXIT)',
+      });
+    }
     if ((this.#info.flags & VFIO_DEVICE_FLAGS_PCI) === 0) return;
     let command: number;
     try {
@@ -728,8 +741,17 @@ export class Device extends Resource {
    * @returns the data as the kernel left it (some features write results back)
    */
   featureSet(feature: number, data: Uint8Array = Buffer.alloc(0)): Buffer {
-    const bytes = encodeDeviceFeature(toU32(feature, 'feature') | VFIO_DEVICE_FEATURE_SET, data);
-    return decodeDeviceFeature(native().deviceFeature(this.handle('feature set'), bytes)).data;
+    const id = toU32(feature, 'feature');
+    const bytes = encodeDeviceFeature(id | VFIO_DEVICE_FEATURE_SET, data);
+    const entry = id === VFIO_DEVICE_FEATURE_LOW_POWER_ENTRY || id === VFIO_DEVICE_FEATURE_LOW_POWER_ENTRY_WITH_WAKEUP;
+    // vfio-pci zaps BAR mappings on low-power entry and answers a fault with
+    // SIGBUS until the exit, so BAR views are revoked before the entry reaches
+    // the kernel, and no new one is made until LOW_POWER_EXIT (see mmap).
+    if (entry) this.revokeViews([0, 1, 2, 3, 4, 5]);
+    const out = decodeDeviceFeature(native().deviceFeature(this.handle('feature set'), bytes)).data;
+    if (entry) this.#lowPower = true;
+    else if (id === VFIO_DEVICE_FEATURE_LOW_POWER_EXIT) this.#lowPower = false;
+    return out;
   }
 
   /**

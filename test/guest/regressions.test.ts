@@ -27,4 +27,20 @@ describe.each(['group', 'cdev'] as const)('edu on %s', (backend) => {
       o.close();
     }
   });
+
+  it('refuses to map a BAR while the device is in low power instead of dying of SIGBUS (the 100k fuzz run: featureSet(3), mmap, read32)', () => {
+    const o = openDevice(eduAddress(), { backend });
+    try {
+      const before = o.device.mmap(0, { length: 4096 });
+      o.device.featureSet(3); // VFIO_DEVICE_FEATURE_LOW_POWER_ENTRY
+      expect(before.mapped).toBe(false);
+      expect(() => before.read32(0)).toThrow(expect.objectContaining({ code: 'ERR_VFIO_CLOSED' }));
+      expect(() => o.device.mmap(0, { length: 4096 })).toThrow(expect.objectContaining({ code: 'ERR_VFIO_MEMORY_DISABLED', hint: expect.stringMatching(/LOW_POWER_EXIT/) }));
+      o.device.featureSet(5); // VFIO_DEVICE_FEATURE_LOW_POWER_EXIT
+      const after = o.device.mmap(0, { length: 4096 });
+      expect(after.read32(0)).toBe(0x010000ed);
+    } finally {
+      o.close();
+    }
+  });
 });
