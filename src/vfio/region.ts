@@ -515,7 +515,9 @@ export class Region {
   readInto(offset: bigint | number, dst: Uint8Array): Uint8Array {
     if (!(dst instanceof Uint8Array)) throw new TypeError('dst must be a Uint8Array or Buffer');
     const at = this.#at(offset, dst.length, false);
-    if (dst.length) native().regionReadInto(this.#dev.handle('region read'), at, dst);
+    // The handle first, so that an empty read of a closed device is ERR_VFIO_CLOSED too.
+    const h = this.#dev.handle('region read');
+    if (dst.length) native().regionReadInto(h, at, dst);
     return dst;
   }
 
@@ -539,7 +541,8 @@ export class Region {
   write(offset: bigint | number, src: Uint8Array): void {
     if (!(src instanceof Uint8Array)) throw new TypeError('src must be a Uint8Array or Buffer');
     const at = this.#at(offset, src.length, true);
+    const h = this.#dev.handle('region write'); // an empty write of a closed device is ERR_VFIO_CLOSED too
     this.#dev.beforeWrite(this.info.index, offset, src.length, (i) => src[i]!);
-    if (src.length) native().regionWriteFrom(this.#dev.handle('region write'), at, src);
+    if (src.length) native().regionWriteFrom(h, at, src);
   }
 }

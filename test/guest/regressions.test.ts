@@ -28,6 +28,17 @@ describe.each(['group', 'cdev'] as const)('edu on %s', (backend) => {
     }
   });
 
+  it('an empty read or write of a region of a closed device is ERR_VFIO_CLOSED, not a success (the 100k fuzz run)', () => {
+    const o = openDevice(eduAddress(), { backend });
+    const bar = o.device.region(0);
+    o.close();
+    const closed = expect.objectContaining({ code: 'ERR_VFIO_CLOSED' });
+    expect(() => bar.read(0, 0)).toThrow(closed);
+    expect(() => bar.readInto(0, new Uint8Array(0))).toThrow(closed);
+    expect(() => bar.write(0, new Uint8Array(0))).toThrow(closed);
+    expect(() => bar.read32(0)).toThrow(closed);
+  });
+
   it('refuses to map a BAR while the device is in low power instead of dying of SIGBUS (the 100k fuzz run: featureSet(3), mmap, read32)', () => {
     const o = openDevice(eduAddress(), { backend });
     try {
