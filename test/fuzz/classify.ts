@@ -1,6 +1,6 @@
 /**
  * What counts as a correct failure: a TypeError or RangeError (bad arguments),
- * or a VfioError whose `code` is a stable string — an errno name ('EINVAL') or
+ * or a VfioError whose `code` is a stable string — an errno name ('EINVAL', 'E2BIG') or
  * an 'ERR_VFIO_…' code. An AbortSignal's reason is fine where a signal was
  * passed. Anything else (a plain Error, a raw Node fs error, a VfioError with
  * the catch-all 'ERR_VFIO' code, a thrown non-Error) is a finding.
@@ -30,7 +30,7 @@ export interface Finding {
 }
 
 /** A stable code: an errno name or an ERR_VFIO_… code (not the bare catch-all 'ERR_VFIO'). */
-export const STABLE_CODE = /^(E[A-Z][A-Z0-9]*|ERR_VFIO_[A-Z0-9_]+)$/;
+export const STABLE_CODE = /^(E[A-Z0-9]+|ERR_VFIO_[A-Z0-9_]+)$/;
 
 /** How one call ended: an outcome key for the tally, and what was wrong with it, if anything. */
 export interface Classified {
