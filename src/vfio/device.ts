@@ -591,9 +591,9 @@ export class Device extends Resource {
    *
    * @param index - the IRQ index (on PCI: 0 INTx, 1 MSI, 2 MSI-X)
    * @param options - the first vector (default 0) and the number of vectors (default 1)
-   * @throws RangeError when `count` is 0
+   * @throws RangeError when `count` is 0, or the vectors lie beyond the IRQ's count (GET_IRQ_INFO)
    * @throws {@link VfioError} EBUSY when the index is already enabled through this
-   *   object; EINVAL from the kernel for vectors the IRQ does not have
+   *   object; EINVAL for an index the device does not have
    */
   enableInterrupts(index: number, options: { start?: number; count?: number } = {}): Interrupts {
     this.ensureOpen('enable interrupts');
@@ -602,8 +602,16 @@ export class Device extends Resource {
     const count = toU32(options.count ?? 1, 'count');
     if (count === 0) throw new RangeError('count must be at least 1');
     if (this.#irqs.has(index)) throw new VfioError({ code: 'EBUSY', errno: 16, operation: 'enable interrupts', message: `IRQ index ${index} is already enabled on ${this.describe()}: close it first` });
-    const fds = Array.from({ length: count }, () => native().eventfd());
+    // One eventfd per vector: the range is checked against the IRQ's vector count
+    // first (the fuzzer asked for 2^31 of them), and on any failure the eventfds
+    // made so far are closed before the error is thrown.
+    const info = this.irqInfo(index);
+    if (start + count > info.count) {
+      throw new RangeError(`vectors ${start}..${start + count - 1} are outside IRQ ${info.name} (index ${index}) of ${this.describe()}, which has ${info.count}`);
+    }
+    const fds: ReturnType<ReturnType<typeof native>['eventfd']>[] = [];
     try {
+      for (let i = 0; i < count; i++) fds.push(native().eventfd());
       this.setIrqs({ index, action: 'trigger', start, count, data: { eventfds: fds.map((f) => f.fd) } });
     } catch (e) {
       for (const f of fds) f.close();

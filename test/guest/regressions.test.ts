@@ -2,6 +2,7 @@
  * Defects the fuzzer found, each kept as the smallest reproducer (issue 13).
  * Each would kill or hang the process before its fix.
  */
+import { readdirSync } from 'node:fs';
 import { describe, expect, it } from 'vitest';
 import { openDevice } from '../../src/vfio/open.js';
 import { eduAddress } from './fixtures.js';
@@ -23,6 +24,21 @@ describe.each(['group', 'cdev'] as const)('edu on %s', (backend) => {
       config.write16(PCI_COMMAND, command | MEMORY);
       const after = o.device.mmap(0, { length: 4096 });
       expect(after.read32(0)).toBe(0x010000ed);
+    } finally {
+      o.close();
+    }
+  });
+
+  it('enableInterrupts checks the vectors against the IRQ before making eventfds (the 100k fuzz run asked for 2^31 and the child died)', () => {
+    const o = openDevice(eduAddress(), { backend });
+    try {
+      const fdsBefore = readdirSync('/proc/self/fd').length;
+      for (const [start, count] of [[0, 2 ** 31], [0, 2], [1, 1], [2 ** 32 - 1, 1]]) {
+        expect(() => o.device.enableInterrupts(1, { start, count }), `${start}+${count}`).toThrow(RangeError);
+      }
+      expect(readdirSync('/proc/self/fd').length).toBe(fdsBefore);
+      const irq = o.device.enableInterrupts(1, { count: 1 }); // edu's one MSI vector
+      irq.close();
     } finally {
       o.close();
     }
