@@ -69,33 +69,36 @@ const BURST = 64;
 
 const hr = (): bigint => process.hrtime.bigint();
 
-/** The cases, in table order. */
+const ref = (name: string, unit: string, note: string): CaseSpec => ({ name: `reference: ${name}`, unit, target: null, better: 'lower', note });
+
+/** The cases, in table order. Rows named "reference: …" have no target: they split a case's cost. */
 export const HOST_CASES = {
   regionRead: { name: 'Region.read32 (pread 4 B, shm file)', unit: 'µs/op', target: 1.2, better: 'lower', note: 'Region.read32 vs C pread of 4 bytes on the same fd' },
+  nodeRead: ref(
+    'Region.read32 vs node:fs.readSync 4 B',
+    'µs/op',
+    "the 'c' side of this row is Node core's fs.readSync of 4 bytes on the same fd, not C: ratio = ours / Node core",
+  ),
+  seamRead: ref('addon regionRead alone (no Region)', 'µs/op', "native().regionRead(fd, off, 4) called directly: the native seam's share of Region.read32, vs C"),
   regionWrite: { name: 'Region.write32 (pwrite 4 B, shm file)', unit: 'µs/op', target: 1.2, better: 'lower', note: 'Region.write32 vs C pwrite of 4 bytes on the same fd' },
-  nodeRead: {
-    name: 'reference: Region.read32 vs node:fs.readSync 4 B',
-    unit: 'µs/op',
-    target: null,
-    better: 'lower',
-    note: "the 'c' side of this row is Node core's fs.readSync of 4 bytes on the same fd, not C: ratio = ours / Node core",
-  },
-  nodeWrite: {
-    name: 'reference: Region.write32 vs node:fs.writeSync 4 B',
-    unit: 'µs/op',
-    target: null,
-    better: 'lower',
-    note: "the 'c' side of this row is Node core's fs.writeSync of 4 bytes on the same fd, not C: ratio = ours / Node core",
-  },
+  nodeWrite: ref(
+    'Region.write32 vs node:fs.writeSync 4 B',
+    'µs/op',
+    "the 'c' side of this row is Node core's fs.writeSync of 4 bytes on the same fd, not C: ratio = ours / Node core",
+  ),
+  seamWrite: ref('addon regionWrite alone (no Region)', 'µs/op', "native().regionWrite(fd, off, 4, v) called directly: the native seam's share of Region.write32, vs C"),
   mmioRead: { name: 'MappedRegion.read32 (mmap, shm file)', unit: 'ns/access', target: 10, better: 'lower', targetOn: 'ours', note: 'MappedRegion.read32 vs a volatile 32-bit load' },
+  atomicsLoad: ref('Atomics.load on the mapping (no MappedRegion)', 'ns/access', "Atomics.load(u32, i) on a Uint32Array over the same mapping: V8's floor for read32's load"),
   mmioWrite: { name: 'MappedRegion.write32 (mmap, shm file)', unit: 'ns/access', target: 10, better: 'lower', targetOn: 'ours', note: 'MappedRegion.write32 vs a volatile 32-bit store' },
+  plainStore: ref('u32[i] = v on the mapping (no MappedRegion)', 'ns/access', "a plain element store on a Uint32Array over the same mapping: V8's floor for write32's store"),
   irqLatency: {
     name: 'IRQ latency: eventfd → handler → eventfd',
     unit: 'µs/op',
     target: 1.5,
     better: 'lower',
-    note: 'round trip timed by C: Interrupts handler (uv_poll) signalling back vs a C thread on epoll',
+    note: "round trip timed by C: a handler on the addon's eventfd (start(cb), uv_poll) signalling back vs a C thread on epoll",
   },
+  irqLatencyEmit: ref('IRQ latency through Interrupts (emit)', 'µs/op', "the same round trip with the handler on an Interrupts object's 'interrupt' event, vs C"),
   irqThroughput: {
     name: `IRQ throughput, bursts of ${BURST} (eventfd echo)`,
     unit: 'irq/s',
@@ -103,13 +106,22 @@ export const HOST_CASES = {
     better: 'higher',
     note: 'signals echoed per second, eventfd counts summed (coalescing counted)',
   },
+  irqThroughputEmit: { ...ref(`IRQ throughput, bursts of ${BURST}, through Interrupts`, 'irq/s', "the same bursts with the handler on an Interrupts object's 'interrupt' event, vs C"), better: 'higher' },
   mapper: {
-    name: `DmaMapper map+unmap, ${LIVE / 1024}k live mappings (fake space)`,
+    name: `DmaMapper map+unmap, ${LIVE / 1024}k live (fake space)`,
     unit: 'µs/op',
     target: 1,
     better: 'lower',
     targetOn: 'ours',
-    note: 'allocated IOVA, table and trees, over a space that maps nothing; no C side',
+    note: "the mappings made by the mapper's allocator (contiguous IOVAs); timed: map (allocated IOVA) + unmap, over a space that maps nothing; no C side",
+  },
+  mapperHoles: {
+    name: `DmaMapper map+unmap, ${LIVE / 1024}k live + ${LIVE / 1024}k holes`,
+    unit: 'µs/op',
+    target: 1,
+    better: 'lower',
+    targetOn: 'ours',
+    note: "the mappings at fixed IOVAs on every other page, made in shuffled order (64k one-page free blocks in the allocator); timed as above; no C side",
   },
 } satisfies Record<string, CaseSpec>;
 
@@ -264,20 +276,19 @@ export async function runHostBench(o: HostBenchOptions): Promise<{ report: Bench
     const r = results.at(-1)!;
     log(`${spec.name}: ${r.error ? `FAILED: ${r.error}` : `ours ${r.ours?.median.toPrecision(4)} C ${r.c?.median.toPrecision(4) ?? '—'} ${r.unit}, ratio ${r.ratio?.toFixed(3) ?? '—'}`} (${((Date.now() - t0) / 1000).toFixed(1)} s)`);
   };
-  /** Two rows from one interleaved run of three sides: ours vs C, and ours vs a reference. */
-  const benchTriple = async (spec: CaseSpec, refSpec: CaseSpec, f: () => Promise<[Stats, Stats, Stats]>): Promise<void> => {
-    if (!wanted(spec) && !wanted(refSpec)) return;
-    let r: Promise<[Stats, Stats, Stats]> | null = null;
-    const once = (): Promise<[Stats, Stats, Stats]> => (r ??= f());
-    const [a, b] = [spec, refSpec];
-    await bench(a, async () => {
-      const [ours, c] = await once();
-      return { ours, c };
-    });
-    await bench(b, async () => {
-      const [ours, , ref] = await once();
-      return { ours, c: ref };
-    });
+  /**
+   * Several rows from one interleaved run of several sides: each row is
+   * [spec, index of its "ours" side, index of its "c" side or null].
+   */
+  const benchRows = async (rows: [CaseSpec, number, number | null][], f: () => Promise<Stats[]>): Promise<void> => {
+    if (!rows.some(([spec]) => wanted(spec))) return;
+    let r: Promise<Stats[]> | null = null;
+    for (const [spec, i, j] of rows) {
+      await bench(spec, async () => {
+        const all = await (r ??= f());
+        return { ours: all[i]!, c: j === null ? null : all[j]! };
+      });
+    }
   };
 
   if (!existsSync(o.cBin)) {
@@ -297,19 +308,28 @@ export async function runHostBench(o: HostBenchOptions): Promise<{ report: Bench
   } finally {
     rmSync(file, { force: true });
   }
-  // The interrupt pair: C signals `irqA`, our handler signals `irqB` back.
-  const irqA: NativeEventFd = native().eventfd();
-  const irqB: NativeEventFd = native().eventfd();
+  // Two interrupt pairs: C signals A, our handler signals B back with the count it
+  // read. Pair 1: a bare handler on the addon's eventfd (start(cb), as Interrupts
+  // registers its own); pair 2: an Interrupts object over its A, handler on 'interrupt'.
+  const rawA: NativeEventFd = native().eventfd();
+  const rawB: NativeEventFd = native().eventfd();
+  const emitA: NativeEventFd = native().eventfd();
+  const emitB: NativeEventFd = native().eventfd();
   let echoed = 0;
-  const irqs = new Interrupts(0, 0, [irqA], () => {});
+  rawA.start((err, count) => {
+    if (err !== null) return;
+    echoed += count;
+    rawB.signal(count);
+  });
+  const irqs = new Interrupts(0, 0, [emitA], () => {});
   irqs.on('interrupt', (e) => {
     echoed += e.count;
-    irqB.signal(e.count);
+    emitB.signal(e.count);
   });
-  const cb = new CBaseline(o.cBin, [fd.fd, irqA.fd, irqB.fd]);
+  const cb = new CBaseline(o.cBin, [fd.fd, rawA.fd, rawB.fd, emitA.fd, emitB.fd]);
   const FD = CBaseline.fd(0);
-  const A = CBaseline.fd(1);
-  const B = CBaseline.fd(2);
+  const RAW = `${CBaseline.fd(1)} ${CBaseline.fd(2)}`;
+  const EMIT = `${CBaseline.fd(3)} ${CBaseline.fd(4)}`;
   let sink = 0;
 
   try {
@@ -343,197 +363,281 @@ export async function runHostBench(o: HostBenchOptions): Promise<{ report: Bench
       if (got !== Math.imul(n, REG_VALUE) >>> 0) throw new Error(`${who} read the wrong value (sum ${got} over ${n} reads)`);
     };
 
-    await benchTriple(HOST_CASES.regionRead, HOST_CASES.nodeRead, async () => {
-      const s = await interleave(
-        preadReps,
-        ROUNDS,
-        [
-          (n) => {
-            let sum = 0;
-            const t0 = hr();
-            for (let i = 0; i < n; i++) sum = (sum + region.read32(READ_REG)) >>> 0;
-            const ns = Number(hr() - t0);
-            expectSum(sum, n, 'Region.read32');
-            sink ^= sum;
-            return ns;
-          },
-          async (n) => {
-            const [ns, sum] = await cb.run(`pread ${n} ${FD} ${READ_REG} 4`);
-            if (sum !== n * REG_VALUE) throw new Error(`C pread read the wrong value (sum ${sum})`);
-            return ns!;
-          },
-          (n) => {
-            let sum = 0;
-            const t0 = hr();
-            for (let i = 0; i < n; i++) {
-              readSync(fd.fd, four, 0, 4, READ_REG);
-              sum = (sum + four32[0]!) >>> 0;
-            }
-            const ns = Number(hr() - t0);
-            expectSum(sum, n, 'fs.readSync');
-            sink ^= sum;
-            return ns;
-          },
-        ],
-        perOpUs,
-      );
-      return [s[0]!, s[1]!, s[2]!];
-    });
+    const h = device.handle('');
+    await benchRows(
+      [
+        [HOST_CASES.regionRead, 0, 1],
+        [HOST_CASES.nodeRead, 0, 2],
+        [HOST_CASES.seamRead, 3, 1],
+      ],
+      () =>
+        interleave(
+          preadReps,
+          ROUNDS,
+          [
+            (n) => {
+              let sum = 0;
+              const t0 = hr();
+              for (let i = 0; i < n; i++) sum = (sum + region.read32(READ_REG)) >>> 0;
+              const ns = Number(hr() - t0);
+              expectSum(sum, n, 'Region.read32');
+              sink ^= sum;
+              return ns;
+            },
+            async (n) => {
+              const [ns, sum] = await cb.run(`pread ${n} ${FD} ${READ_REG} 4`);
+              if (sum !== n * REG_VALUE) throw new Error(`C pread read the wrong value (sum ${sum})`);
+              return ns!;
+            },
+            (n) => {
+              let sum = 0;
+              const t0 = hr();
+              for (let i = 0; i < n; i++) {
+                readSync(fd.fd, four, 0, 4, READ_REG);
+                sum = (sum + four32[0]!) >>> 0;
+              }
+              const ns = Number(hr() - t0);
+              expectSum(sum, n, 'fs.readSync');
+              sink ^= sum;
+              return ns;
+            },
+            (n) => {
+              const addon = native();
+              let sum = 0;
+              const t0 = hr();
+              for (let i = 0; i < n; i++) sum = (sum + addon.regionRead(h, READ_REG, 4)) >>> 0;
+              const ns = Number(hr() - t0);
+              expectSum(sum, n, 'regionRead');
+              sink ^= sum;
+              return ns;
+            },
+          ],
+          perOpUs,
+        ),
+    );
 
-    await benchTriple(HOST_CASES.regionWrite, HOST_CASES.nodeWrite, async () => {
-      const check = (n: number, who: string): void => {
-        const got = region.read32(WRITE_REG);
-        if (got !== n - 1) throw new Error(`${who}: the register holds ${got} after ${n} writes, not ${n - 1}`);
-      };
-      const s = await interleave(
-        preadReps,
-        ROUNDS,
-        [
-          (n) => {
-            const t0 = hr();
-            for (let i = 0; i < n; i++) region.write32(WRITE_REG, i);
-            const ns = Number(hr() - t0);
-            check(n, 'Region.write32');
-            return ns;
-          },
-          async (n) => {
-            const [ns] = await cb.run(`pwrite ${n} ${FD} ${WRITE_REG} 4`);
-            check(n, 'C pwrite');
-            return ns!;
-          },
-          (n) => {
-            const t0 = hr();
-            for (let i = 0; i < n; i++) {
-              four32[0] = i;
-              writeSync(fd.fd, four, 0, 4, WRITE_REG);
-            }
-            const ns = Number(hr() - t0);
-            check(n, 'fs.writeSync');
-            return ns;
-          },
-        ],
-        perOpUs,
-      );
-      return [s[0]!, s[1]!, s[2]!];
-    });
+    const check = (n: number, who: string): void => {
+      const got = region.read32(WRITE_REG);
+      if (got !== n - 1) throw new Error(`${who}: the register holds ${got} after ${n} writes, not ${n - 1}`);
+    };
+    await benchRows(
+      [
+        [HOST_CASES.regionWrite, 0, 1],
+        [HOST_CASES.nodeWrite, 0, 2],
+        [HOST_CASES.seamWrite, 3, 1],
+      ],
+      () =>
+        interleave(
+          preadReps,
+          ROUNDS,
+          [
+            (n) => {
+              const t0 = hr();
+              for (let i = 0; i < n; i++) region.write32(WRITE_REG, i);
+              const ns = Number(hr() - t0);
+              check(n, 'Region.write32');
+              return ns;
+            },
+            async (n) => {
+              const [ns] = await cb.run(`pwrite ${n} ${FD} ${WRITE_REG} 4`);
+              check(n, 'C pwrite');
+              return ns!;
+            },
+            (n) => {
+              const t0 = hr();
+              for (let i = 0; i < n; i++) {
+                four32[0] = i;
+                writeSync(fd.fd, four, 0, 4, WRITE_REG);
+              }
+              const ns = Number(hr() - t0);
+              check(n, 'fs.writeSync');
+              return ns;
+            },
+            (n) => {
+              const addon = native();
+              const t0 = hr();
+              for (let i = 0; i < n; i++) addon.regionWrite(h, WRITE_REG, 4, i);
+              const ns = Number(hr() - t0);
+              check(n, 'regionWrite');
+              return ns;
+            },
+          ],
+          perOpUs,
+        ),
+    );
 
     // ---- 2. MappedRegion.read32/write32: loads and stores on a mapping ---------------------
     // As test/host/mapped-region.test.ts makes one: native().mmap of the file's fd,
     // wrapped as a device view is. C maps the same fd itself.
     const mmioReps = pick(2_000_000, 500_000, 1000);
-    if (wanted(HOST_CASES.mmioRead) || wanted(HOST_CASES.mmioWrite)) {
+    const mmio = [HOST_CASES.mmioRead, HOST_CASES.atomicsLoad, HOST_CASES.mmioWrite, HOST_CASES.plainStore];
+    if (mmio.some(wanted)) {
       const view = new MappedRegion(0, 0n, BigInt(FILE_SIZE), native().mmap(fd, 0n, BigInt(FILE_SIZE), true), () => {});
+      // The reference rows' arrays: what MappedRegion keeps inside, over the same memory.
+      const u32 = view.u32;
+      const R = READ_REG / 4;
+      const W = WRITE_REG / 4;
       try {
-        await bench(HOST_CASES.mmioRead, async () => {
-          const [ours, c] = await interleave(
-            mmioReps,
-            ROUNDS,
-            [
-              (n) => {
-                // The loads are summed and the sum checked and kept: none can be dropped.
-                let sum = 0;
-                const t0 = hr();
-                for (let i = 0; i < n; i++) sum = (sum + view.read32(READ_REG)) >>> 0;
-                const ns = Number(hr() - t0);
-                expectSum(sum, n, 'MappedRegion.read32');
-                sink ^= sum;
-                return ns;
-              },
-              async (n) => {
-                const [ns, sum] = await cb.run(`mmio-read32 ${n} ${FD} ${FILE_SIZE} ${READ_REG}`);
-                if (sum !== n * REG_VALUE) throw new Error(`C volatile loads read the wrong value (sum ${sum})`);
-                return ns!;
-              },
-            ],
-            perOpNs,
-          );
-          return { ours: ours!, c: c! };
-        });
-        await bench(HOST_CASES.mmioWrite, async () => {
-          const [ours, c] = await interleave(
-            mmioReps,
-            ROUNDS,
-            [
-              (n) => {
-                const t0 = hr();
-                for (let i = 0; i < n; i++) view.write32(WRITE_REG, i);
-                const ns = Number(hr() - t0);
-                const got = view.read32(WRITE_REG);
-                if (got !== n - 1) throw new Error(`MappedRegion.write32: the register holds ${got} after ${n} stores`);
-                return ns;
-              },
-              async (n) => {
-                const [ns, last] = await cb.run(`mmio-write32 ${n} ${FD} ${FILE_SIZE} ${WRITE_REG}`);
-                if (last !== n - 1 || view.read32(WRITE_REG) !== n - 1) throw new Error(`C volatile stores: the register holds ${last}`);
-                return ns!;
-              },
-            ],
-            perOpNs,
-          );
-          return { ours: ours!, c: c! };
-        });
+        await benchRows(
+          [
+            [HOST_CASES.mmioRead, 0, 1],
+            [HOST_CASES.atomicsLoad, 2, 1],
+          ],
+          () =>
+            interleave(
+              mmioReps,
+              ROUNDS,
+              [
+                (n) => {
+                  // The loads are summed and the sum checked and kept: none can be dropped.
+                  let sum = 0;
+                  const t0 = hr();
+                  for (let i = 0; i < n; i++) sum = (sum + view.read32(READ_REG)) >>> 0;
+                  const ns = Number(hr() - t0);
+                  expectSum(sum, n, 'MappedRegion.read32');
+                  sink ^= sum;
+                  return ns;
+                },
+                async (n) => {
+                  const [ns, sum] = await cb.run(`mmio-read32 ${n} ${FD} ${FILE_SIZE} ${READ_REG}`);
+                  if (sum !== n * REG_VALUE) throw new Error(`C volatile loads read the wrong value (sum ${sum})`);
+                  return ns!;
+                },
+                (n) => {
+                  let sum = 0;
+                  const t0 = hr();
+                  for (let i = 0; i < n; i++) sum = (sum + Atomics.load(u32, R)) >>> 0;
+                  const ns = Number(hr() - t0);
+                  expectSum(sum, n, 'Atomics.load');
+                  sink ^= sum;
+                  return ns;
+                },
+              ],
+              perOpNs,
+            ),
+        );
+        const stored = (n: number, who: string): void => {
+          const got = view.read32(WRITE_REG);
+          if (got !== n - 1) throw new Error(`${who}: the register holds ${got} after ${n} stores, not ${n - 1}`);
+        };
+        await benchRows(
+          [
+            [HOST_CASES.mmioWrite, 0, 1],
+            [HOST_CASES.plainStore, 2, 1],
+          ],
+          () =>
+            interleave(
+              mmioReps,
+              ROUNDS,
+              [
+                (n) => {
+                  const t0 = hr();
+                  for (let i = 0; i < n; i++) view.write32(WRITE_REG, i);
+                  const ns = Number(hr() - t0);
+                  stored(n, 'MappedRegion.write32');
+                  return ns;
+                },
+                async (n) => {
+                  const [ns, last] = await cb.run(`mmio-write32 ${n} ${FD} ${FILE_SIZE} ${WRITE_REG}`);
+                  if (last !== n - 1) throw new Error(`C volatile stores: the register holds ${last}`);
+                  stored(n, 'C volatile stores');
+                  return ns!;
+                },
+                (n) => {
+                  const t0 = hr();
+                  for (let i = 0; i < n; i++) u32[W] = i;
+                  const ns = Number(hr() - t0);
+                  stored(n, 'u32[i] = v');
+                  return ns;
+                },
+              ],
+              perOpNs,
+            ),
+        );
       } finally {
         view.unmap();
       }
     }
 
     // ---- 3. Interrupts: eventfd → handler → eventfd -----------------------------------------
-    // Ours: C signals A and waits on B (epoll); our Interrupts handler, woken by
-    // uv_poll on A, signals B with the count it got. C: the same with a C thread
-    // on epoll as the handler. C times both round trips.
+    // Ours: C signals A and waits on B (epoll); our handler, woken by uv_poll on A,
+    // signals B with the count it got. C: the same with a C thread on epoll as the
+    // handler. C times every round trip.
     const echoedBy = async (n: number, f: () => Promise<number[]>): Promise<number[]> => {
       const before = echoed;
       const r = await f();
       if (echoed - before !== n) throw new Error(`the handler echoed ${echoed - before} of ${n} signals`);
       return r;
     };
-    await bench(HOST_CASES.irqLatency, async () => {
-      const [ours, c] = await interleave(
-        pick(5000, 1000, 20),
-        ROUNDS,
-        [(n) => echoedBy(n, () => cb.run(`js-irq-latency ${n} ${A} ${B}`)), (n) => cb.run(`irq-latency ${n}`)],
-        perOpUs,
-      );
-      return { ours: ours!, c: c! };
-    });
-    await bench(HOST_CASES.irqThroughput, async () => {
-      const [ours, c] = await interleave(
-        pick(BURST * 256, BURST * 64, BURST * 2),
-        ROUNDS,
-        [(n) => echoedBy(n, () => cb.run(`js-irq-burst ${n} ${A} ${B} ${BURST}`)), (n) => cb.run(`irq-burst ${n} ${BURST}`)],
-        (ns, _n, [delivered]) => delivered! / (ns / 1e9),
-      );
-      return { ours: ours!, c: c! };
-    });
+    await benchRows(
+      [
+        [HOST_CASES.irqLatency, 0, 1],
+        [HOST_CASES.irqLatencyEmit, 2, 1],
+      ],
+      () =>
+        interleave(
+          pick(5000, 1000, 20),
+          ROUNDS,
+          [
+            (n) => echoedBy(n, () => cb.run(`js-irq-latency ${n} ${RAW}`)),
+            (n) => cb.run(`irq-latency ${n}`),
+            (n) => echoedBy(n, () => cb.run(`js-irq-latency ${n} ${EMIT}`)),
+          ],
+          perOpUs,
+        ),
+    );
+    await benchRows(
+      [
+        [HOST_CASES.irqThroughput, 0, 1],
+        [HOST_CASES.irqThroughputEmit, 2, 1],
+      ],
+      () =>
+        interleave(
+          pick(BURST * 256, BURST * 64, BURST * 2),
+          ROUNDS,
+          [
+            (n) => echoedBy(n, () => cb.run(`js-irq-burst ${n} ${RAW} ${BURST}`)),
+            (n) => cb.run(`irq-burst ${n} ${BURST}`),
+            (n) => echoedBy(n, () => cb.run(`js-irq-burst ${n} ${EMIT} ${BURST}`)),
+          ],
+          (ns, _n, [delivered]) => delivered! / (ns / 1e9),
+        ),
+    );
 
     // ---- 4. DmaMapper bookkeeping at 64k live mappings ---------------------------------------
-    await bench(HOST_CASES.mapper, async () => {
-      const buf = allocDmaBuffer(LIVE * PAGE);
-      try {
-        const space = new NullSpace();
-        const m = new DmaMapper(space, { pinning: false });
-        // Live mappings at every other page, made in a shuffled order, so the trees
-        // are filled from the middle and the allocator's free list has 64k holes.
-        for (const i of shuffled(LIVE, 0x9e3779b9)) m.map(buf, { offset: i * PAGE, size: PAGE, iova: 0x100000 + i * 2 * PAGE });
-        if (m.stats().mappings !== LIVE) throw new Error(`${m.stats().mappings} live mappings, not ${LIVE}`);
-        let k = 0;
-        const batch: Batch = (n) => {
-          const t0 = hr();
-          for (let i = 0; i < n; i++, k++) m.unmap(m.map(buf, { offset: (k % LIVE) * PAGE, size: PAGE }));
-          return Number(hr() - t0);
-        };
-        const [ours] = await interleave(pick(50000, 10000, 100), ROUNDS, [batch], perOpUs);
-        if (m.stats().mappings !== LIVE) throw new Error(`${m.stats().mappings} live mappings after the run, not ${LIVE}`);
-        m.unmapAll();
-        return { ours: ours!, c: null };
-      } finally {
-        buf.free();
-      }
-    });
+    const mapperCase = (spec: CaseSpec, holes: boolean): Promise<void> =>
+      bench(spec, async () => {
+        const buf = allocDmaBuffer(LIVE * PAGE);
+        try {
+          const m = new DmaMapper(new NullSpace(), { pinning: false });
+          if (holes) {
+            // Every other page, in a shuffled order: the trees are filled from the
+            // middle and the allocator's free list has 64k one-page holes.
+            for (const i of shuffled(LIVE, 0x9e3779b9)) m.map(buf, { offset: i * PAGE, size: PAGE, iova: 0x100000 + i * 2 * PAGE });
+          } else {
+            for (let i = 0; i < LIVE; i++) m.map(buf, { offset: i * PAGE, size: PAGE });
+          }
+          if (m.stats().mappings !== LIVE) throw new Error(`${m.stats().mappings} live mappings, not ${LIVE}`);
+          let k = 0;
+          const batch: Batch = (n) => {
+            const t0 = hr();
+            for (let i = 0; i < n; i++, k++) m.unmap(m.map(buf, { offset: (k % LIVE) * PAGE, size: PAGE }));
+            return Number(hr() - t0);
+          };
+          const [ours] = await interleave(pick(50000, 10000, 100), ROUNDS, [batch], perOpUs);
+          if (m.stats().mappings !== LIVE) throw new Error(`${m.stats().mappings} live mappings after the run, not ${LIVE}`);
+          m.unmapAll();
+          return { ours: ours!, c: null };
+        } finally {
+          buf.free();
+        }
+      });
+    await mapperCase(HOST_CASES.mapper, false);
+    await mapperCase(HOST_CASES.mapperHoles, true);
   } finally {
     cb.close();
-    irqs.close();
-    irqB.close();
+    irqs.close(); // closes emitA
+    for (const e of [rawA, rawB, emitB]) e.close();
     fd.close();
   }
 
