@@ -7,22 +7,28 @@
  *
  * Cases (each side's batches alternate after a warm-up of each; medians):
  * - `Region.read32`/`write32` (pread/pwrite of 4 bytes) on a shared-memory
- *   file's fd vs C's pread/pwrite on the same fd, with Node core's
- *   `fs.readSync`/`fs.writeSync` on that fd as a reference;
- * - `MappedRegion.read32`/`write32` on a mapping of that file vs C's volatile
- *   32-bit loads and stores on its own mapping of the same fd;
- * - interrupt delivery: the C coprocess signals an eventfd, the handler of an
- *   {@link Interrupts} over it (uv_poll, as for a device's vectors) signals a
- *   second eventfd back, and C times the round trip; against a C thread doing
- *   the same echo with epoll. One at a time (latency) and in bursts of 64
- *   (throughput);
+ *   file's fd vs C's pread/pwrite on the same fd; references: Node core's
+ *   `fs.readSync`/`fs.writeSync` on that fd (ratio ours / Node core), and the
+ *   addon's regionRead/regionWrite called directly (the native seam's share);
+ * - `MappedRegion.read32`/`write32` on a mapping of that file, in ns an access
+ *   (target absolute), vs C's volatile 32-bit loads and stores on its own
+ *   mapping of the same fd; references: a bare `Atomics.load` and a plain
+ *   element store on a Uint32Array over the mapping (V8's floor);
+ * - interrupt delivery: the C coprocess signals an eventfd, a handler on the
+ *   addon's eventfd (`start(cb)`, uv_poll, as {@link Interrupts} registers
+ *   its own) signals a second eventfd back, and C times the round trip;
+ *   against a C thread doing the same echo with epoll. One at a time (latency)
+ *   and in bursts of 64 (throughput); references: the same with the handler on
+ *   an Interrupts object's 'interrupt' event;
  * - `DmaMapper` bookkeeping per map+unmap at 64k live mappings over a fake DMA
- *   space that maps nothing (no C side).
+ *   space that maps nothing (no C side): the live mappings made by the
+ *   mapper's own allocator, and at fixed IOVAs on every other page (64k
+ *   one-page holes in the allocator's free tree).
  *
  * Writes bench-results/host.json (the shape of latest.json, bench/report.ts)
  * and host.txt, and prints the table.
  *
- *   node --expose-gc --import tsx bench/host.ts [--quick] [--only NAME,…]
+ *   node --import tsx bench/host.ts [--quick] [--only NAME,…]
  *
  * Exit status: 0 when every case ran (a missed target is a result), 1 when a
  * case failed, 2 when the C baseline is missing.

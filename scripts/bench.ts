@@ -49,7 +49,7 @@ export function compileHostBench(root: string, outDir = join(root, 'build', 'ben
 function runHost(root: string, args: string[]): number {
   const bin = compileHostBench(root);
   say(`host section: C baseline ${bin} (${[...C_FLAGS, '-pthread'].join(' ')})`);
-  const r = spawnSync(process.execPath, ['--expose-gc', '--import', 'tsx', join(root, 'bench', 'host.ts'), ...args], {
+  const r = spawnSync(process.execPath, ['--import', 'tsx', join(root, 'bench', 'host.ts'), ...args], {
     stdio: 'inherit',
     env: { ...process.env, VFIO_HOST_BENCH_C: bin },
   });
