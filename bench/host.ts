@@ -358,7 +358,11 @@ export async function runHostBench(o: HostBenchOptions): Promise<{ report: Bench
   const FD = CBaseline.fd(0);
   const RAW = `${CBaseline.fd(1)} ${CBaseline.fd(2)}`;
   const EMIT = `${CBaseline.fd(3)} ${CBaseline.fd(4)}`;
+  /** Every loaded value, summed (each batch's sum is also checked): the loads are used. */
   let sink = 0;
+  /** Wake-ups of the answering side per burst of the throughput case: raw handler, C thread, Interrupts. */
+  const wakeups: number[][] = [[], [], []];
+  const woke = (side: number, r: number[]): number[] => (wakeups[side]!.push(r[2]! / (r[1]! / BURST)), r);
 
   try {
     // ---- 1. Region.read32/write32: pread/pwrite of 4 bytes -------------------------------
@@ -409,7 +413,7 @@ export async function runHostBench(o: HostBenchOptions): Promise<{ report: Bench
               for (let i = 0; i < n; i++) sum = (sum + region.read32(READ_REG)) >>> 0;
               const ns = Number(hr() - t0);
               expectSum(sum, n, 'Region.read32');
-              sink ^= sum;
+              sink = (sink + sum) >>> 0;
               return ns;
             },
             async (n) => {
@@ -426,7 +430,7 @@ export async function runHostBench(o: HostBenchOptions): Promise<{ report: Bench
               }
               const ns = Number(hr() - t0);
               expectSum(sum, n, 'fs.readSync');
-              sink ^= sum;
+              sink = (sink + sum) >>> 0;
               return ns;
             },
             (n) => {
@@ -436,7 +440,7 @@ export async function runHostBench(o: HostBenchOptions): Promise<{ report: Bench
               for (let i = 0; i < n; i++) sum = (sum + addon.regionRead(h, READ_REG, 4)) >>> 0;
               const ns = Number(hr() - t0);
               expectSum(sum, n, 'regionRead');
-              sink ^= sum;
+              sink = (sink + sum) >>> 0;
               return ns;
             },
           ],
@@ -521,7 +525,7 @@ export async function runHostBench(o: HostBenchOptions): Promise<{ report: Bench
                   const sum = mmioLoads(view, READ_REG, n);
                   const ns = Number(hr() - t0);
                   expectSum(sum, n, 'MappedRegion.read32');
-                  sink ^= sum;
+                  sink = (sink + sum) >>> 0;
                   return ns;
                 },
                 async (n) => {
@@ -534,7 +538,7 @@ export async function runHostBench(o: HostBenchOptions): Promise<{ report: Bench
                   const sum = atomicsLoads(u32, R, n);
                   const ns = Number(hr() - t0);
                   expectSum(sum, n, 'Atomics.load');
-                  sink ^= sum;
+                  sink = (sink + sum) >>> 0;
                   return ns;
                 },
               ],
@@ -621,9 +625,9 @@ export async function runHostBench(o: HostBenchOptions): Promise<{ report: Bench
           pick(BURST * 256, BURST * 64, BURST * 2),
           ROUNDS,
           [
-            (n) => echoedBy(n, () => cb.run(`js-irq-burst ${n} ${RAW} ${BURST}`)),
-            (n) => cb.run(`irq-burst ${n} ${BURST}`),
-            (n) => echoedBy(n, () => cb.run(`js-irq-burst ${n} ${EMIT} ${BURST}`)),
+            async (n) => woke(0, await echoedBy(n, () => cb.run(`js-irq-burst ${n} ${RAW} ${BURST}`))),
+            async (n) => woke(1, await cb.run(`irq-burst ${n} ${BURST}`)),
+            async (n) => woke(2, await echoedBy(n, () => cb.run(`js-irq-burst ${n} ${EMIT} ${BURST}`))),
           ],
           (ns, _n, [delivered]) => delivered! / (ns / 1e9),
         ),
@@ -682,7 +686,10 @@ export async function runHostBench(o: HostBenchOptions): Promise<{ report: Bench
       load1Before: Math.round(load0 * 100) / 100,
       load1After: Math.round(loadavg()[0]! * 100) / 100,
       seconds: Math.round((Date.now() - started) / 1000),
-      checksum: sink,
+      loadedSum: sink,
+      // Each burst's 64 signals coalesce in the eventfd counter: how many wake-ups
+      // the answering side took per burst (median), ours (raw handler), C, ours (Interrupts).
+      irqWakeupsPerBurst: wakeups.map((w) => (w.length ? stats(w, 1).median.toFixed(1) : '—')).join(' / '),
     },
     date: new Date().toISOString(),
   };
