@@ -168,6 +168,10 @@ const S = {
   eduMmio: { name: 'edu BAR0 read32 (mmap view)', unit: 'µs/op', target: null, better: 'lower', note: 'MappedRegion.read32 ×1000 vs volatile load' },
   mttyPread: { name: 'mtty LSR read8 (pread)', unit: 'µs/op', target: null, better: 'lower', note: 'Region.read8 ×1000 vs 1-byte pread' },
   nodeFsPread: { name: 'reference: node:fs.readSync 1 byte (mtty LSR)', unit: 'µs/op', target: null, better: 'lower', note: "Node's own binding on the same fd: the floor for any JS caller" },
+  // Node core's own binding on the same device fd (one syscall each side): the "C" column is node:fs here.
+  regionInfoVsNode: { name: 'GET_REGION_INFO (mdpy) vs node:fs.readSync 4 B', unit: 'µs/op', target: 1.5, better: 'lower', note: 'decoded RegionInfo vs a 4-byte config pread by Node core: one syscall each' },
+  mttyVsNode: { name: 'mtty LSR read8: Region vs node:fs.readSync', unit: 'µs/op', target: 1.1, better: 'lower', note: 'Region.read8 vs Node core on the same fd and offset' },
+  eduVsNode: { name: 'edu BAR0 read32: Region vs node:fs.readSync', unit: 'µs/op', target: 1.1, better: 'lower', note: 'Region.read32 vs Node core on the same fd and offset' },
   regionInfoSeam: { name: 'ioctl GET_REGION_INFO (native seam only)', unit: 'µs/op', target: null, better: 'lower', note: 'the undecoded reply: what decoding adds is the difference' },
   fbCopy: { name: 'mdpy framebuffer copy 4 MiB (mmap view)', unit: 'MiB/s', target: 0.9, better: 'higher', note: 'Uint8Array.set vs memcpy' },
   irqLatency: { name: 'IRQ latency: SET_IRQS trigger → handler (mtty MSI)', unit: 'µs/op', target: 1.5, better: 'lower', note: 'JS "interrupt" handler vs epoll_wait return' },
@@ -270,7 +274,7 @@ async function scaleCases(space: string, dma: DmaSpace, cCmd: (n: number) => str
 }
 
 async function mdpyCases(bus: MdevBus): Promise<void> {
-  const specs = [S.regionInfo, S.regionInfoSeam, S.irqInfo, S.mapType1, S.mapType1Mapper, S.fbCopy];
+  const specs = [S.regionInfo, S.regionInfoSeam, S.regionInfoVsNode, S.irqInfo, S.mapType1, S.mapType1Mapper, S.fbCopy];
   const scaleNames = [...SCALES.map((n) => scaleSpec('type1', n)), growthSpec('type1'), heapSpec('type1')];
   if (![...specs, ...scaleNames].some(wanted)) return;
   if (!bus.parentNames().includes('mdpy')) return refuse([...specs, ...scaleNames], 'no mdpy parent (modprobe mdpy)');
@@ -296,6 +300,24 @@ async function mdpyCases(bus: MdevBus): Promise<void> {
         c: (n) => cb!.run(`region-info ${n} ${DEV} 0`),
       }),
     );
+    await bench(S.regionInfoVsNode, () => {
+      const fd = fdOf(device);
+      const four = Buffer.alloc(4);
+      const pos = Number(device.regionInfo(7).offset);
+      return compare({
+        reps,
+        ours: (n) => {
+          const t0 = hr();
+          for (let i = 0; i < n; i++) device.regionInfo(0);
+          return Number(hr() - t0);
+        },
+        c: (n) => {
+          const t0 = hr();
+          for (let i = 0; i < n; i++) readSync(fd, four, 0, 4, pos);
+          return Number(hr() - t0);
+        },
+      });
+    });
     await bench(S.regionInfoSeam, () => {
       const h = device.handle('bench');
       return compare({
@@ -487,7 +509,7 @@ function irqThroughputBatch(device: Device, index: number, reps: number, burst: 
 }
 
 async function mttyCases(bus: MdevBus): Promise<void> {
-  const specs = [S.mttyPread, S.nodeFsPread, S.irqLatency, S.irqThroughput, S.mdevCycle];
+  const specs = [S.mttyPread, S.nodeFsPread, S.mttyVsNode, S.irqLatency, S.irqThroughput, S.mdevCycle];
   if (!specs.some(wanted)) return;
   if (!bus.parentNames().includes('mtty')) return refuse(specs, 'no mtty parent (modprobe mtty)');
   const mdev = await bus.create('mtty-1', { parent: 'mtty' });
@@ -514,6 +536,24 @@ async function mttyCases(bus: MdevBus): Promise<void> {
         c: (n) => cb!.run(`pread ${n} ${DEV} ${off + BigInt(LSR)} 1`),
       }),
     );
+    await bench(S.mttyVsNode, () => {
+      const fd = fdOf(device);
+      const one = Buffer.alloc(1);
+      const pos = Number(off) + LSR;
+      return compare({
+        reps: 1000,
+        ours: (n) => {
+          const t0 = hr();
+          for (let i = 0; i < n; i++) bar0.read8(LSR);
+          return Number(hr() - t0);
+        },
+        c: (n) => {
+          const t0 = hr();
+          for (let i = 0; i < n; i++) readSync(fd, one, 0, 1, pos);
+          return Number(hr() - t0);
+        },
+      });
+    });
     await bench(S.nodeFsPread, () => {
       const fd = fdOf(device);
       const one = Buffer.alloc(1);
@@ -574,7 +614,7 @@ async function mttyCases(bus: MdevBus): Promise<void> {
 }
 
 async function eduCases(): Promise<void> {
-  const specs = [S.eduPread, S.eduMmio, S.mapBig];
+  const specs = [S.eduPread, S.eduVsNode, S.eduMmio, S.mapBig];
   if (!specs.some(wanted)) return;
   let addr: string;
   try {
@@ -608,6 +648,24 @@ async function eduCases(): Promise<void> {
         c: (n) => cb!.run(`pread ${n} ${DEV} ${info.offset} 4`),
       }),
     );
+    await bench(S.eduVsNode, () => {
+      const fd = fdOf(device);
+      const four = Buffer.alloc(4);
+      const pos = Number(info.offset);
+      return compare({
+        reps: 1000,
+        ours: (n) => {
+          const t0 = hr();
+          for (let i = 0; i < n; i++) bar0.read32(0);
+          return Number(hr() - t0);
+        },
+        c: (n) => {
+          const t0 = hr();
+          for (let i = 0; i < n; i++) readSync(fd, four, 0, 4, pos);
+          return Number(hr() - t0);
+        },
+      });
+    });
     await bench(S.eduMmio, async () => {
       const view = device.mmap(0, { length: PAGE });
       try {
