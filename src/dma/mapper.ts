@@ -330,6 +330,9 @@ export class DmaMapper {
       if (known.byteLength === 0 && buffer.freed) throw VfioError.closed('DmaBuffer (map)');
       return known;
     }
+    // Anything else (a Uint8Array, a plain object) is refused here, before its own
+    // `buffer` or `size` is taken for a DmaBuffer's (the native side checks the type tag too).
+    if (!(buffer instanceof native().DmaBuffer)) throw new TypeError(`buffer must be a DmaBuffer from allocDmaBuffer(), got ${buffer === null ? 'null' : typeof buffer === 'object' ? ((buffer as object).constructor?.name ?? 'an object') : typeof buffer}`);
     let ab: ArrayBuffer;
     try {
       ab = buffer.buffer; // throws once freed: one native call instead of two

@@ -156,6 +156,17 @@ describe('DmaMapper on a type1-like space', () => {
     expectConsistent(m, s);
   });
 
+  it('refuses what is not a DmaBuffer with a TypeError (the 100k fuzz run got an internal Error for a Uint8Array)', () => {
+    const s = new FakeSpace('type1');
+    const m = new DmaMapper(s, { pinning: false });
+    for (const bad of [new Uint8Array(4096), new ArrayBuffer(4096), { size: 4096n, buffer: new ArrayBuffer(4096) }, null, undefined, 4096]) {
+      expect(() => m.map(bad as unknown as DmaBuffer, { size: 2 * 1024 * 1024 }), String(bad)).toThrow(TypeError);
+      expect(() => m.map(bad as unknown as DmaBuffer), String(bad)).toThrow(TypeError);
+    }
+    expect(m.mappings()).toEqual([]);
+    expect(s.calls).toEqual([]);
+  });
+
   it('keeps IOVAs below the limit and maps at fixed IOVAs inside it', () => {
     const s = new FakeSpace('type1');
     const m = new DmaMapper(s, { limit: 0x10000000n, pinning: false });
