@@ -132,11 +132,19 @@ function quirkOracle(x: OpCtx, self: Entry | undefined, _a: any[], error: unknow
   } catch {
     return null;
   }
-  if (!quirkRegion(x.t.driver, index)) return null;
-  if (!threw) return { kind: 'quirk-bypassed', detail: `region ${index} of ${x.t.driver} was read or written` };
+  // The driver of the region's own device: EduDriver.open() brings edu into any target's run.
+  let driver = x.t.driver;
+  try {
+    const d: unknown = self!.device?.obj.driver;
+    if (d === 'vfio-pci' || d === 'mtty' || d === 'mdpy' || d === 'mbochs') driver = d;
+  } catch {
+    /* a closed device: keep the target's */
+  }
+  if (!quirkRegion(driver, index)) return null;
+  if (!threw) return { kind: 'quirk-bypassed', detail: `region ${index} of ${driver} was read or written` };
   const code = (error as { code?: string })?.code;
   if (error instanceof TypeError || error instanceof RangeError || code === 'ERR_VFIO_DRIVER_QUIRK' || code === 'EACCES') return null;
-  return { kind: 'quirk-bypassed', detail: `region ${index} of ${x.t.driver}: expected ERR_VFIO_DRIVER_QUIRK, got ${String(code ?? error)}` };
+  return { kind: 'quirk-bypassed', detail: `region ${index} of ${driver}: expected ERR_VFIO_DRIVER_QUIRK, got ${String(code ?? error)}` };
 }
 
 const byteLen = (v: unknown): number => (ArrayBuffer.isView(v) ? v.byteLength : 0);
