@@ -33,11 +33,9 @@
  * Exit status: 0 when every case ran (a missed target is a result), 1 when a
  * case failed, 2 when the C baseline is missing.
  */
-import { spawn, type ChildProcessWithoutNullStreams } from 'node:child_process';
 import { existsSync, mkdirSync, readFileSync, readSync, rmSync, writeFileSync, writeSync } from 'node:fs';
 import { cpus, loadavg, tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { createInterface, type Interface } from 'node:readline';
 import { allocDmaBuffer, type DmaBuffer, type DmaMapOptions, type DmaSpace, type IovaRange } from '../src/dma/buffer.js';
 import { DmaMapper } from '../src/dma/mapper.js';
 import { native, type NativeEventFd, type NativeFd } from '../src/native.js';
@@ -46,6 +44,7 @@ import type { RegionInfo } from '../src/uapi/vfio.js';
 import type { Device } from '../src/vfio/device.js';
 import { Interrupts } from '../src/vfio/interrupts.js';
 import { MappedRegion, Region } from '../src/vfio/region.js';
+import { CBaseline } from './coprocess.js';
 import { makeCase, renderTable, stats, type BenchReport, type CaseResult, type CaseSpec, type Stats } from './report.js';
 
 /** How long a run is: `tiny` is for the unit test (shape only: the JIT has not even warmed up). */
@@ -130,51 +129,6 @@ export const HOST_CASES = {
     note: "the mappings at fixed IOVAs on every other page, made in shuffled order (64k one-page free blocks in the allocator); timed as above; no C side",
   },
 } satisfies Record<string, CaseSpec>;
-
-/** The C coprocess: one command a line, one answer a line ("ok <ns> …" or "err <errno> <what>"), as in bench/run.ts. */
-class CBaseline {
-  readonly #child: ChildProcessWithoutNullStreams;
-  readonly #lines: Interface;
-  readonly #waiting: ((line: string) => void)[] = [];
-  #dead: string | null = null;
-
-  /** `fds` become the child's fds 3, 4, … in order (inherited: dup2 clears their close-on-exec). */
-  constructor(bin: string, fds: number[]) {
-    this.#child = spawn(bin, [], { stdio: ['pipe', 'pipe', 'inherit', ...fds] }) as unknown as ChildProcessWithoutNullStreams;
-    this.#lines = createInterface({ input: this.#child.stdout });
-    this.#lines.on('line', (l) => this.#waiting.shift()?.(l));
-    this.#child.on('error', (e) => this.#die(`the C baseline failed to start: ${e.message}`));
-    this.#child.on('exit', (code, sig) => this.#die(`the C baseline exited (${sig ?? code})`));
-  }
-
-  #die(why: string): void {
-    this.#dead ??= why;
-    for (const w of this.#waiting.splice(0)) w(`err 0 ${this.#dead}`);
-  }
-
-  /** Child fd number of the i-th fd handed in. */
-  static fd(i: number): number {
-    return 3 + i;
-  }
-
-  /** Runs one command; returns the numbers after "ok" (the first is the timed ns). */
-  run(cmd: string): Promise<number[]> {
-    if (this.#dead) return Promise.reject(new Error(this.#dead));
-    return new Promise((resolve, reject) => {
-      this.#waiting.push((line) => {
-        const [status, ...rest] = line.trim().split(' ');
-        if (status === 'ok') resolve(rest.map(Number));
-        else reject(new Error(`C baseline: ${cmd.split(' ')[0]}: ${rest.slice(1).join(' ') || line} (errno ${rest[0]})`));
-      });
-      this.#child.stdin.write(`${cmd}\n`);
-    });
-  }
-
-  close(): void {
-    this.#child.stdin.end();
-    this.#lines.close();
-  }
-}
 
 /** One side's batch: runs `reps` repetitions, returns the timed ns (and extras). */
 type Batch = (reps: number) => Promise<number | number[]> | number | number[];

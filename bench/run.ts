@@ -7,10 +7,8 @@
  *
  *   node --expose-gc --import tsx bench/run.ts [--quick] [--only NAME,NAME…]
  */
-import { spawn, type ChildProcessWithoutNullStreams } from 'node:child_process';
 import { existsSync, mkdirSync, readFileSync, readSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { createInterface, type Interface } from 'node:readline';
 import {
   DmaMapper,
   MdevBus,
@@ -24,6 +22,7 @@ import {
 } from '../src/index.js';
 import { native } from '../src/native.js';
 import { LAYOUTS } from '../src/uapi/layouts.js';
+import { CBaseline } from './coprocess.js';
 import { makeCase, refusedCase, renderTable, stats, type BenchReport, type CaseResult, type CaseSpec, type Stats } from './report.js';
 
 const args = process.argv.slice(2);
@@ -41,47 +40,10 @@ const gc = (globalThis as { gc?: () => void }).gc;
 const hr = (): bigint => process.hrtime.bigint();
 const log = (s: string): void => void process.stderr.write(`[bench] ${s}\n`);
 
-/** The C coprocess: one command a line, one answer a line ("ok <ns> …" or "err <errno> <what>"). */
-class CBaseline {
-  readonly #child: ChildProcessWithoutNullStreams;
-  readonly #lines: Interface;
-  readonly #waiting: ((line: string) => void)[] = [];
-  #dead: string | null = null;
-
-  /** `fds` become the child's fds 3, 4, … in order. */
-  constructor(fds: number[]) {
-    if (!existsSync(C_BIN)) throw new Error(`no C baseline at ${C_BIN} (scripts/bench.ts compiles it)`);
-    this.#child = spawn(C_BIN, [], { stdio: ['pipe', 'pipe', 'inherit', ...fds] }) as unknown as ChildProcessWithoutNullStreams;
-    this.#lines = createInterface({ input: this.#child.stdout });
-    this.#lines.on('line', (l) => this.#waiting.shift()?.(l));
-    this.#child.on('exit', (code, sig) => {
-      this.#dead = `the C baseline exited (${sig ?? code})`;
-      for (const w of this.#waiting.splice(0)) w(`err 0 ${this.#dead}`);
-    });
-  }
-
-  /** Child fd number of the i-th fd handed in. */
-  static fd(i: number): number {
-    return 3 + i;
-  }
-
-  /** Runs one command; returns the numbers after "ok" (the first is the timed ns). */
-  run(cmd: string): Promise<number[]> {
-    if (this.#dead) return Promise.reject(new Error(this.#dead));
-    return new Promise((resolve, reject) => {
-      this.#waiting.push((line) => {
-        const [status, ...rest] = line.trim().split(' ');
-        if (status === 'ok') resolve(rest.map(Number));
-        else reject(new Error(`C baseline: ${cmd.split(' ')[0]}: ${rest.slice(1).join(' ') || line} (errno ${rest[0]})`));
-      });
-      this.#child.stdin.write(`${cmd}\n`);
-    });
-  }
-
-  close(): void {
-    this.#child.stdin.end();
-    this.#lines.close();
-  }
+/** The guest's C baseline, compiled by scripts/bench.ts. */
+function cBaseline(fds: number[]): CBaseline {
+  if (!existsSync(C_BIN)) throw new Error(`no C baseline at ${C_BIN} (scripts/bench.ts compiles it)`);
+  return new CBaseline(C_BIN, fds);
 }
 
 /** One side's batch: runs `reps` repetitions and returns the timed nanoseconds (and extras). */
@@ -121,6 +83,16 @@ async function compare(o: CompareOptions): Promise<{ ours: Stats; c: Stats }> {
     }
   }
   return { ours: stats(ours, o.reps), c: stats(c, o.reps) };
+}
+
+/** Node core's own binding on the same fd: a `len`-byte fs.readSync at `pos`, the reference for one-syscall cases. */
+function nodeReads(fd: number, len: number, pos: number): Batch {
+  const buf = Buffer.alloc(len);
+  return (n) => {
+    const t0 = hr();
+    for (let i = 0; i < n; i++) readSync(fd, buf, 0, len, pos);
+    return Number(hr() - t0);
+  };
 }
 
 const results: CaseResult[] = [];
@@ -284,7 +256,7 @@ async function mdpyCases(bus: MdevBus): Promise<void> {
   try {
     o = openDevice(mdev.uuid, { backend: 'group' });
     const { device, container } = o;
-    cb = new CBaseline([fdOf(device), fdOf(container!)]);
+    cb = cBaseline([fdOf(device), fdOf(container!)]);
     const DEV = CBaseline.fd(0);
     const CONT = CBaseline.fd(1);
     const reps = QUICK ? 200 : 2000;
@@ -300,24 +272,17 @@ async function mdpyCases(bus: MdevBus): Promise<void> {
         c: (n) => cb!.run(`region-info ${n} ${DEV} 0`),
       }),
     );
-    await bench(S.regionInfoVsNode, () => {
-      const fd = fdOf(device);
-      const four = Buffer.alloc(4);
-      const pos = Number(device.regionInfo(7).offset);
-      return compare({
+    await bench(S.regionInfoVsNode, () =>
+      compare({
         reps,
         ours: (n) => {
           const t0 = hr();
           for (let i = 0; i < n; i++) device.regionInfo(0);
           return Number(hr() - t0);
         },
-        c: (n) => {
-          const t0 = hr();
-          for (let i = 0; i < n; i++) readSync(fd, four, 0, 4, pos);
-          return Number(hr() - t0);
-        },
-      });
-    });
+        c: nodeReads(fdOf(device), 4, Number(device.regionInfo(7).offset)),
+      }),
+    );
     await bench(S.regionInfoSeam, () => {
       const h = device.handle('bench');
       return compare({
@@ -420,7 +385,7 @@ async function ioasCases(bus: MdevBus): Promise<void> {
     if (!mdev.cdevPath) throw new Error(`mdev ${mdev.uuid} has no vfio cdev (CONFIG_VFIO_DEVICE_CDEV)`);
     o = openDevice(mdev.uuid, { backend: 'cdev' });
     const { device, iommufd, ioas } = o;
-    cb = new CBaseline([fdOf(iommufd!)]);
+    cb = cBaseline([fdOf(iommufd!)]);
     const IOMMUFD = CBaseline.fd(0);
     const reps = QUICK ? 200 : 2000;
     const buf = allocDmaBuffer(PAGE);
@@ -518,7 +483,7 @@ async function mttyCases(bus: MdevBus): Promise<void> {
   try {
     o = openDevice(mdev.uuid, { backend: 'group' });
     const { device } = o;
-    cb = new CBaseline([fdOf(device)]);
+    cb = cBaseline([fdOf(device)]);
     const DEV = CBaseline.fd(0);
     const MSI = 1;
     const LSR = 5;
@@ -536,38 +501,24 @@ async function mttyCases(bus: MdevBus): Promise<void> {
         c: (n) => cb!.run(`pread ${n} ${DEV} ${off + BigInt(LSR)} 1`),
       }),
     );
-    await bench(S.mttyVsNode, () => {
-      const fd = fdOf(device);
-      const one = Buffer.alloc(1);
-      const pos = Number(off) + LSR;
-      return compare({
+    await bench(S.mttyVsNode, () =>
+      compare({
         reps: 1000,
         ours: (n) => {
           const t0 = hr();
           for (let i = 0; i < n; i++) bar0.read8(LSR);
           return Number(hr() - t0);
         },
-        c: (n) => {
-          const t0 = hr();
-          for (let i = 0; i < n; i++) readSync(fd, one, 0, 1, pos);
-          return Number(hr() - t0);
-        },
-      });
-    });
-    await bench(S.nodeFsPread, () => {
-      const fd = fdOf(device);
-      const one = Buffer.alloc(1);
-      const pos = Number(off) + LSR;
-      return compare({
+        c: nodeReads(fdOf(device), 1, Number(off) + LSR),
+      }),
+    );
+    await bench(S.nodeFsPread, () =>
+      compare({
         reps: 1000,
-        ours: (n) => {
-          const t0 = hr();
-          for (let i = 0; i < n; i++) readSync(fd, one, 0, 1, pos);
-          return Number(hr() - t0);
-        },
-        c: (n) => cb!.run(`pread ${n} ${DEV} ${pos} 1`),
-      });
-    });
+        ours: nodeReads(fdOf(device), 1, Number(off) + LSR),
+        c: (n) => cb!.run(`pread ${n} ${DEV} ${Number(off) + LSR} 1`),
+      }),
+    );
     await bench(S.irqLatency, () =>
       compare({
         reps: QUICK ? 100 : 500,
@@ -590,7 +541,7 @@ async function mttyCases(bus: MdevBus): Promise<void> {
   }
 
   await bench(S.mdevCycle, async () => {
-    const c = new CBaseline([]);
+    const c = cBaseline([]);
     const typeDir = bus.type('mtty-1', 'mtty').path;
     try {
       return await compare({
@@ -631,7 +582,7 @@ async function eduCases(): Promise<void> {
   }
   try {
     const { device, container } = o;
-    cb = new CBaseline([fdOf(device), fdOf(container!)]);
+    cb = cBaseline([fdOf(device), fdOf(container!)]);
     const DEV = CBaseline.fd(0);
     const CONT = CBaseline.fd(1);
     const bar0 = device.region(0);
@@ -648,24 +599,17 @@ async function eduCases(): Promise<void> {
         c: (n) => cb!.run(`pread ${n} ${DEV} ${info.offset} 4`),
       }),
     );
-    await bench(S.eduVsNode, () => {
-      const fd = fdOf(device);
-      const four = Buffer.alloc(4);
-      const pos = Number(info.offset);
-      return compare({
+    await bench(S.eduVsNode, () =>
+      compare({
         reps: 1000,
         ours: (n) => {
           const t0 = hr();
           for (let i = 0; i < n; i++) bar0.read32(0);
           return Number(hr() - t0);
         },
-        c: (n) => {
-          const t0 = hr();
-          for (let i = 0; i < n; i++) readSync(fd, four, 0, 4, pos);
-          return Number(hr() - t0);
-        },
-      });
-    });
+        c: nodeReads(fdOf(device), 4, Number(info.offset)),
+      }),
+    );
     await bench(S.eduMmio, async () => {
       const view = device.mmap(0, { length: PAGE });
       try {

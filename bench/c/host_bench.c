@@ -39,24 +39,7 @@
 #include <time.h>
 #include <unistd.h>
 
-static uint64_t now_ns(void)
-{
-	struct timespec t;
-	clock_gettime(CLOCK_MONOTONIC, &t);
-	return (uint64_t)t.tv_sec * 1000000000ULL + (uint64_t)t.tv_nsec;
-}
-
-static int fail(const char *what)
-{
-	int e = errno;
-	printf("err %d %s: %s\n", e, what, strerror(e));
-	return -1;
-}
-
-static unsigned long long arg(char **argv, int argc, int i)
-{
-	return i < argc ? strtoull(argv[i], NULL, 0) : 0;
-}
+#include "bench_common.h"
 
 static int check_width(unsigned width)
 {

@@ -33,6 +33,8 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "bench_common.h"
+
 /* iommufd (include/uapi/linux/iommufd.h, 6.12); the build host's headers predate it. */
 #define IOMMUFD_TYPE ';'
 #define IOMMU_IOAS_MAP _IO(IOMMUFD_TYPE, 0x85)
@@ -59,25 +61,6 @@ _Static_assert(sizeof(struct iommu_ioas_map) == 40, "iommu_ioas_map");
 _Static_assert(sizeof(struct iommu_ioas_unmap) == 24, "iommu_ioas_unmap");
 
 #define PAGE 4096UL
-
-static uint64_t now_ns(void)
-{
-	struct timespec t;
-	clock_gettime(CLOCK_MONOTONIC, &t);
-	return (uint64_t)t.tv_sec * 1000000000ULL + (uint64_t)t.tv_nsec;
-}
-
-static int fail(const char *what)
-{
-	int e = errno;
-	printf("err %d %s: %s\n", e, what, strerror(e));
-	return -1;
-}
-
-static unsigned long long arg(char **argv, int argc, int i)
-{
-	return i < argc ? strtoull(argv[i], NULL, 0) : 0;
-}
 
 /* Anonymous memory like the library's DmaBuffer: private, not forked, not prefaulted. */
 static void *dma_alloc(size_t size)
