@@ -210,9 +210,12 @@ static int op_type1_map_big(unsigned long reps, int fd, uint64_t iova, uint64_t 
  * kernel's own IOVA choice costs time linear in the live mappings); the maps are
  * timed, the unmap-all after them is not.
  */
-static int op_scale(unsigned long reps, int fd, int iommufd_ioas, uint32_t ioas, uint64_t base, unsigned long n)
+/* n live 4 KiB mappings of a window of pages mapped round robin (window 0: n distinct pages). */
+static int op_scale(unsigned long reps, int fd, int iommufd_ioas, uint32_t ioas, uint64_t base, unsigned long n, unsigned long window)
 {
-	char *buf = dma_alloc(n * PAGE);
+	if (!window || window > n)
+		window = n;
+	char *buf = dma_alloc(window * PAGE);
 	if (!buf)
 		return fail("mmap");
 	uint64_t total = 0;
@@ -220,14 +223,14 @@ static int op_scale(unsigned long reps, int fd, int iommufd_ioas, uint32_t ioas,
 		uint64_t t0 = now_ns();
 		for (unsigned long i = 0; i < n; i++) {
 			uint64_t iova = base + i * PAGE;
-			if (iommufd_ioas ? ioas_map(fd, ioas, buf + i * PAGE, PAGE, &iova, 1) < 0 : type1_map(fd, buf + i * PAGE, iova, PAGE) < 0)
+			if (iommufd_ioas ? ioas_map(fd, ioas, buf + (i % window) * PAGE, PAGE, &iova, 1) < 0 : type1_map(fd, buf + (i % window) * PAGE, iova, PAGE) < 0)
 				return fail(iommufd_ioas ? "IOMMU_IOAS_MAP" : "VFIO_IOMMU_MAP_DMA");
 		}
 		total += now_ns() - t0;
 		if (iommufd_ioas ? ioas_unmap(fd, ioas, 0, UINT64_MAX) < 0 : type1_unmap(fd, 0, 0, VFIO_DMA_UNMAP_FLAG_ALL) < 0)
 			return fail("unmap all");
 	}
-	munmap(buf, n * PAGE);
+	munmap(buf, window * PAGE);
 	printf("ok %" PRIu64 "\n", total);
 	return 0;
 }
@@ -492,9 +495,9 @@ static int run(char *line)
 	if (!strcmp(op, "type1-map-big"))
 		return op_type1_map_big(reps, (int)arg(argv, argc, 2), arg(argv, argc, 3), arg(argv, argc, 4));
 	if (!strcmp(op, "scale-type1"))
-		return op_scale(reps, (int)arg(argv, argc, 2), 0, 0, arg(argv, argc, 3), arg(argv, argc, 4));
+		return op_scale(reps, (int)arg(argv, argc, 2), 0, 0, arg(argv, argc, 3), arg(argv, argc, 4), argc > 5 ? arg(argv, argc, 5) : 0);
 	if (!strcmp(op, "scale-ioas"))
-		return op_scale(reps, (int)arg(argv, argc, 2), 1, (uint32_t)arg(argv, argc, 3), arg(argv, argc, 4), arg(argv, argc, 5));
+		return op_scale(reps, (int)arg(argv, argc, 2), 1, (uint32_t)arg(argv, argc, 3), arg(argv, argc, 4), arg(argv, argc, 5), argc > 6 ? arg(argv, argc, 6) : 0);
 	if (!strcmp(op, "pread"))
 		return op_pread(reps, (int)arg(argv, argc, 2), arg(argv, argc, 3), (unsigned)arg(argv, argc, 4));
 	if (!strcmp(op, "mmio-read32"))
