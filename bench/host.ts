@@ -28,7 +28,7 @@
  * Writes bench-results/host.json (the shape of latest.json, bench/report.ts)
  * and host.txt, and prints the table.
  *
- *   node --import tsx bench/host.ts [--quick] [--only NAME,…]
+ *   npx tsc -p tsconfig.bench.json && node build/bench-js/bench/host.js [--quick] [--only NAME,…]   (what npm run bench does)
  *
  * Exit status: 0 when every case ran (a missed target is a result), 1 when a
  * case failed, 2 when the C baseline is missing.
@@ -38,7 +38,7 @@ import { cpus, loadavg, tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { allocDmaBuffer, type DmaBuffer, type DmaMapOptions, type DmaSpace, type IovaRange } from '../src/dma/buffer.js';
 import { DmaMapper } from '../src/dma/mapper.js';
-import { native, type NativeEventFd, type NativeFd } from '../src/native.js';
+import { native, type NativeEventFd, type NativeFd, type NativeFdKey } from '../src/native.js';
 import { VFIO_REGION_INFO_FLAG_READ, VFIO_REGION_INFO_FLAG_WRITE } from '../src/uapi/constants.js';
 import type { RegionInfo } from '../src/uapi/vfio.js';
 import type { Device } from '../src/vfio/device.js';
@@ -186,6 +186,7 @@ function plainStores(u32: Uint32Array, index: number, n: number): void {
 interface RegionDevice {
   readonly driver: string;
   handle(operation: string): NativeFd;
+  key(operation: string): NativeFdKey;
   beforeWrite(index: number, at: bigint | number, length: number, byteAt: (i: number) => number): void;
 }
 
@@ -321,14 +322,15 @@ export async function runHostBench(o: HostBenchOptions): Promise<{ report: Bench
   try {
     // ---- 1. Region.read32/write32: pread/pwrite of 4 bytes -------------------------------
     //
-    // Region's device is used for three things only: handle(op), which returns the
-    // device's NativeFd after an is-it-open check; `driver`, which picks the sample
+    // Region's device is used for three things only: key(op) (or handle(op)), which
+    // returns the device's NativeFd key (or the NativeFd) after an is-it-open check; `driver`, which picks the sample
     // drivers' quirk refusals (none for 'bench'); and beforeWrite(), which returns at
     // once for any region but PCI config space. This stand-in gives the file's fd and
     // skips the open check: the same code path as a device's BAR (bounds and flag
     // checks, quirk lookup, native regionRead/regionWrite = one pread/pwrite), minus
     // the device fd.
-    const device: RegionDevice = { driver: 'bench', handle: () => fd, beforeWrite: () => {} };
+    const fdKey = fd.key;
+    const device: RegionDevice = { driver: 'bench', handle: () => fd, key: () => fdKey, beforeWrite: () => {} };
     const info: RegionInfo = {
       argsz: 32,
       flags: VFIO_REGION_INFO_FLAG_READ | VFIO_REGION_INFO_FLAG_WRITE,
@@ -349,7 +351,7 @@ export async function runHostBench(o: HostBenchOptions): Promise<{ report: Bench
       if (got !== Math.imul(n, REG_VALUE) >>> 0) throw new Error(`${who} read the wrong value (sum ${got} over ${n} reads)`);
     };
 
-    const h = device.handle('');
+    const h = device.key('');
     await benchRows(
       [
         [HOST_CASES.regionRead, 0, 1],

@@ -5,7 +5,7 @@
  * batches after a warm-up, so machine drift hits both sides alike, and writes
  * bench-results/latest.json plus a readable table.
  *
- *   node --expose-gc --import tsx bench/run.ts [--quick] [--only NAME,NAME…]
+ *   node --expose-gc build/bench-js/bench/run.js [--quick] [--only NAME,NAME…]   (compiled by scripts/bench.ts)
  */
 import { existsSync, mkdirSync, readFileSync, readSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
@@ -302,12 +302,14 @@ async function mdpyCases(bus: MdevBus): Promise<void> {
       }),
     );
     await bench(S.regionInfoSeam, () => {
-      const h = device.handle('bench');
+      // What Device.regionInfo() does before decoding: the fd's key, the reply copied into a reused array.
+      const h = device.handle('bench').key;
+      const reply = Buffer.alloc(REGION_INFO_SIZE);
       return compare({
         reps,
         ours: (n) => {
           const t0 = hr();
-          for (let i = 0; i < n; i++) native().deviceGetRegionInfo(h, 0, REGION_INFO_SIZE);
+          for (let i = 0; i < n; i++) native().deviceGetRegionInfo(h, 0, reply);
           return Number(hr() - t0);
         },
         c: (n) => cb!.run(`region-info ${n} ${DEV} 0`),

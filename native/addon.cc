@@ -16,6 +16,7 @@ namespace vfio {
 
 // Random 128-bit tags, one per wrapped class.
 const napi_type_tag kFdTag = {0x7a1f3c52e94b4d01ULL, 0x9b0e6f4d2c8a1e55ULL};
+const napi_type_tag kFdKeyTag = {0x51c7e0a94f2d6b38ULL, 0xa6d31f8e072b95c4ULL};
 const napi_type_tag kMappingTag = {0x3e8d1b7c5a294f62ULL, 0x84c2d9e1f6a03b77ULL};
 const napi_type_tag kEventFdTag = {0xc51a7e3f08d24b96ULL, 0x2f6b8e4a1d9c0357ULL};
 const napi_type_tag kDmaBufferTag = {0x619f2d8c4b7e3a05ULL, 0xd3a85c1e7f2b4960ULL};
@@ -72,16 +73,17 @@ void DefineFunctions(Napi::Env env, Napi::Object exports, std::initializer_list<
 
 uint64_t ArgU64(const Napi::CallbackInfo& info, size_t i, const char* name) {
   Napi::Value v = info[i];
-  if (v.IsBigInt()) {
+  napi_valuetype t = v.Type();
+  if (t == napi_number) {
+    double d = v.As<Napi::Number>().DoubleValue();
+    if (!(d >= 0) || d > 9007199254740991.0 || std::floor(d) != d) ThrowRange(info.Env(), std::string(name) + " must be a non-negative safe integer or a bigint");
+    return static_cast<uint64_t>(d);
+  }
+  if (t == napi_bigint) {
     bool lossless = false;
     uint64_t r = v.As<Napi::BigInt>().Uint64Value(&lossless);
     if (!lossless) ThrowRange(info.Env(), std::string(name) + " must fit in an unsigned 64-bit integer");
     return r;
-  }
-  if (v.IsNumber()) {
-    double d = v.As<Napi::Number>().DoubleValue();
-    if (!(d >= 0) || d > 9007199254740991.0 || std::floor(d) != d) ThrowRange(info.Env(), std::string(name) + " must be a non-negative safe integer or a bigint");
-    return static_cast<uint64_t>(d);
   }
   ThrowType(info.Env(), std::string(name) + " must be a bigint or a number");
 }
@@ -143,6 +145,7 @@ Napi::Function FdHandle::Define(Napi::Env env) {
                          InstanceAccessor<&FdHandle::GetPath>("path"),
                          InstanceAccessor<&FdHandle::GetKind>("kind"),
                          InstanceAccessor<&FdHandle::GetClosed>("closed"),
+                         InstanceAccessor<&FdHandle::GetKey>("key"),
                      });
 }
 
@@ -172,11 +175,52 @@ Napi::Object FdHandle::Create(Napi::Env env, int fd, const std::string& path, co
 FdHandle::~FdHandle() {
   CloseNow();
   if (data_ != nullptr) data_->fds.erase(this);
+  if (key_ != nullptr) {
+    key_->handle = nullptr;
+    if (--key_->refs == 0) delete key_;
+  }
 }
 
-int FdHandle::Require(Napi::Env env, const std::string& operation) const {
-  if (fd_ < 0) ThrowClosed(env, kind_.empty() ? operation : kind_, path_);
+int FdHandle::Require(Napi::Env env, const char* operation) const {
+  if (fd_ < 0) ThrowClosed(env, kind_.empty() ? std::string(operation) : kind_, path_);
   return fd_;
+}
+
+// A new key External each time (callers keep the one they got); all share one FdKey.
+Napi::Value FdHandle::GetKey(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  if (key_ == nullptr) key_ = new FdKey{this, 1};
+  key_->refs++;
+  Napi::External<FdKey> ext;
+  try {
+    ext = Napi::External<FdKey>::New(env, key_, [](Napi::Env, FdKey* k) {
+      if (--k->refs == 0) delete k;
+    });
+  } catch (...) {
+    key_->refs--;
+    throw;
+  }
+  if (napi_type_tag_object(env, ext, &kFdKeyTag) != napi_ok) ThrowType(env, "this Node cannot type-tag an External (Node-API 8 is required)");
+  return ext;
+}
+
+FdHandle* ArgFd(const Napi::CallbackInfo& info, size_t i) {
+  Napi::Env env = info.Env();
+  napi_value v = info[i];
+  napi_valuetype t = napi_undefined;
+  napi_typeof(env, v, &t);
+  if (t == napi_external) {
+    bool tagged = false;
+    void* p = nullptr;
+    if (napi_check_object_type_tag(env, v, &kFdKeyTag, &tagged) == napi_ok && tagged && napi_get_value_external(env, v, &p) == napi_ok) {
+      FdHandle* h = static_cast<FdKey*>(p)->handle;
+      if (h == nullptr) ThrowClosed(env, "VFIO handle", "");
+      return h;
+    }
+  } else if (t == napi_object) {
+    return UnwrapTagged<FdHandle>(info, i, kFdTag, "VFIO handle");
+  }
+  ThrowType(env, std::string("argument ") + std::to_string(i + 1) + " must be a VFIO handle");
 }
 
 void FdHandle::CloseNow() {

@@ -56,7 +56,7 @@ Bytes ArgBytes(const Napi::CallbackInfo& info, size_t i, const char* name);
 Napi::Buffer<uint8_t> CopyOut(Napi::Env env, const void* data, size_t length);
 
 // Type tags: an object is only ever unwrapped as the class that wrapped it.
-extern const napi_type_tag kFdTag, kMappingTag, kEventFdTag, kDmaBufferTag;
+extern const napi_type_tag kFdTag, kMappingTag, kEventFdTag, kDmaBufferTag, kFdKeyTag;
 template <typename T>
 T* UnwrapTagged(const Napi::CallbackInfo& info, size_t i, const napi_type_tag& tag, const char* what) {
   Napi::Value v = info[i];
@@ -65,6 +65,14 @@ T* UnwrapTagged(const Napi::CallbackInfo& info, size_t i, const napi_type_tag& t
   if (p == nullptr) ThrowType(info.Env(), std::string("argument ") + std::to_string(i + 1) + " must be a " + what);
   return p;
 }
+
+// An FdHandle argument: the FdHandle object itself, or its key (FdHandle.key).
+// The key is a type-tagged External, checked with one compare of the tag that
+// Node keeps beside it, where an object costs two private-symbol lookups (its
+// tag, then its wrapped pointer): hot paths (register access, DMA map) pass the
+// key. A key outliving its FdHandle resolves to ERR_VFIO_CLOSED, never to a
+// dangling pointer.
+FdHandle* ArgFd(const Napi::CallbackInfo& info, size_t i);
 
 // Adds `functions` to `exports` by name.
 using NativeFn = Napi::Value (*)(const Napi::CallbackInfo&);
@@ -81,8 +89,9 @@ class FdHandle : public Napi::ObjectWrap<FdHandle> {
   explicit FdHandle(const Napi::CallbackInfo& info);
   ~FdHandle() override;
 
-  // The fd, or throws ERR_VFIO_CLOSED naming `operation`.
-  int Require(Napi::Env env, const std::string& operation) const;
+  // The fd, or throws ERR_VFIO_CLOSED naming `operation` (a C string: no
+  // std::string is made on the success path).
+  int Require(Napi::Env env, const char* operation) const;
   const std::string& path() const { return path_; }
   bool isOpen() const { return fd_ >= 0; }
   const std::string& kind() const { return kind_; }
@@ -104,10 +113,19 @@ class FdHandle : public Napi::ObjectWrap<FdHandle> {
   Napi::Value GetPath(const Napi::CallbackInfo& info);
   Napi::Value GetKind(const Napi::CallbackInfo& info);
   Napi::Value GetClosed(const Napi::CallbackInfo& info);
+  Napi::Value GetKey(const Napi::CallbackInfo& info);
   int fd_ = -1;
   std::string path_;
   std::string kind_;
   AddonData* data_ = nullptr;
+  struct FdKey* key_ = nullptr;  // shared with the key Externals; see ArgFd
+};
+
+// What a key External points at. The FdHandle and each External hold one
+// reference; the FdHandle's destructor clears `handle` before dropping its own.
+struct FdKey {
+  FdHandle* handle;
+  int refs;
 };
 
 // --- page-aligned memory owned by native code, for DMA ---------------------------

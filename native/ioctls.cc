@@ -21,11 +21,11 @@ using namespace vfio_uapi;
 // Bound on any argsz we allocate for an info ioctl (capability chains are small).
 constexpr uint32_t kMaxArgsz = 1 << 16;
 
-FdHandle* H(const Napi::CallbackInfo& info) { return UnwrapTagged<FdHandle>(info, 0, kFdTag, "VFIO handle"); }
+FdHandle* H(const Napi::CallbackInfo& info) { return ArgFd(info, 0); }
 
-uint32_t ArgArgsz(const Napi::CallbackInfo& info, size_t i, uint32_t min) {
+uint32_t ArgArgsz(const Napi::CallbackInfo& info, size_t i, uint32_t min, uint32_t max = kMaxArgsz) {
   uint32_t argsz = ArgU32(info, i, "argsz");
-  if (argsz < min || argsz > kMaxArgsz) ThrowRange(info.Env(), "argsz must be between " + std::to_string(min) + " and " + std::to_string(kMaxArgsz));
+  if (argsz < min || argsz > max) ThrowRange(info.Env(), "argsz must be between " + std::to_string(min) + " and " + std::to_string(max));
   return argsz;
 }
 
@@ -41,15 +41,46 @@ std::vector<uint8_t> ArgStruct(const Napi::CallbackInfo& info, size_t i, size_t 
 
 // Runs `request` on a zeroed native buffer of `argsz` bytes whose leading u32 is argsz,
 // after `fill` writes the inputs; returns a copy of the whole buffer.
+// Where an INFO reply goes. Argument `i` is either the argsz (a new Buffer of
+// that many bytes is returned) or, on hot paths, the caller's Uint8Array, whose
+// length is the argsz: the reply is copied into it and its length returned, so
+// no Buffer is made per call (napi's Buffer copy costs more than the ioctl).
+// Either way the kernel writes native memory only, and the length is bounded.
+// Absent, the argsz is `min` (fixed-size structs).
+struct Reply {
+  uint32_t argsz;
+  Bytes out;  // data == nullptr: return a new Buffer
+};
+Reply ArgReply(const Napi::CallbackInfo& info, size_t i, uint32_t min, uint32_t max) {
+  Napi::Value v = info[i];
+  if (v.IsUndefined() && min == max) return Reply{min, Bytes{nullptr, 0}};
+  if (!v.IsTypedArray()) return Reply{ArgArgsz(info, i, min, max), Bytes{nullptr, 0}};
+  Bytes b = ArgBytes(info, i, "reply");
+  if (b.length < min || b.length > max) ThrowRange(info.Env(), "reply must be " + std::to_string(min) + ".." + std::to_string(max) + " bytes");
+  return Reply{static_cast<uint32_t>(b.length), b};
+}
+
+// An ioctl whose struct starts with argsz and is filled in by the kernel, called
+// after `fill` writes the inputs.
 template <typename Fill>
-Napi::Value InfoIoctl(const Napi::CallbackInfo& info, unsigned long request, const char* op, uint32_t argsz, Fill fill) {
+Napi::Value InfoIoctl(const Napi::CallbackInfo& info, unsigned long request, const char* op, Reply reply, Fill fill) {
   FdHandle* h = H(info);
   int fd = h->Require(info.Env(), op);
-  std::vector<uint8_t> buf(argsz, 0);
-  memcpy(buf.data(), &argsz, 4);
-  fill(buf.data());
-  if (Ioctl(fd, request, buf.data()) < 0) ThrowErrno(info.Env(), errno, "ioctl", op, h->path());
-  return CopyOut(info.Env(), buf.data(), buf.size());
+  uint32_t argsz = reply.argsz;
+  uint8_t small[256];
+  std::vector<uint8_t> big;
+  uint8_t* buf = small;
+  if (argsz > sizeof(small)) {
+    big.resize(argsz);
+    buf = big.data();
+  }
+  memset(buf, 0, argsz);
+  memcpy(buf, &argsz, 4);
+  fill(buf);
+  if (Ioctl(fd, request, buf) < 0) ThrowErrno(info.Env(), errno, "ioctl", op, h->path());
+  if (reply.out.data == nullptr) return CopyOut(info.Env(), buf, argsz);
+  memcpy(reply.out.data, buf, argsz);
+  return Napi::Number::New(info.Env(), argsz);
 }
 
 Napi::Value SimpleIoctl(const Napi::CallbackInfo& info, unsigned long request, const char* op, unsigned long arg) {
@@ -82,7 +113,7 @@ Napi::Value CheckExtension(const Napi::CallbackInfo& info) {
 }
 Napi::Value SetIommu(const Napi::CallbackInfo& info) { return SimpleIoctl(info, SET_IOMMU, "VFIO_SET_IOMMU", ArgU32(info, 1, "type")); }
 Napi::Value IommuGetInfo(const Napi::CallbackInfo& info) {
-  return InfoIoctl(info, IOMMU_GET_INFO, "VFIO_IOMMU_GET_INFO", ArgArgsz(info, 1, sizeof(iommu_type1_info)), [](uint8_t*) {});
+  return InfoIoctl(info, IOMMU_GET_INFO, "VFIO_IOMMU_GET_INFO", ArgReply(info, 1, sizeof(iommu_type1_info), kMaxArgsz), [](uint8_t*) {});
 }
 
 constexpr uint32_t kMapRead = 1, kMapWrite = 2;
@@ -162,7 +193,7 @@ Napi::Value IommuDirtyPages(const Napi::CallbackInfo& info) {
 
 // --- group ---------------------------------------------------------------------------
 Napi::Value GroupGetStatus(const Napi::CallbackInfo& info) {
-  return InfoIoctl(info, GROUP_GET_STATUS, "VFIO_GROUP_GET_STATUS", sizeof(group_status), [](uint8_t*) {});
+  return InfoIoctl(info, GROUP_GET_STATUS, "VFIO_GROUP_GET_STATUS", Reply{sizeof(group_status), Bytes{nullptr, 0}}, [](uint8_t*) {});
 }
 Napi::Value GroupSetContainer(const Napi::CallbackInfo& info) {
   FdHandle* h = H(info);
@@ -187,17 +218,17 @@ Napi::Value GroupGetDeviceFd(const Napi::CallbackInfo& info) {
 
 // --- device ----------------------------------------------------------------------------
 Napi::Value DeviceGetInfo(const Napi::CallbackInfo& info) {
-  return InfoIoctl(info, DEVICE_GET_INFO, "VFIO_DEVICE_GET_INFO", ArgArgsz(info, 1, sizeof(device_info)), [](uint8_t*) {});
+  return InfoIoctl(info, DEVICE_GET_INFO, "VFIO_DEVICE_GET_INFO", ArgReply(info, 1, sizeof(device_info), kMaxArgsz), [](uint8_t*) {});
 }
 Napi::Value DeviceGetRegionInfo(const Napi::CallbackInfo& info) {
   uint32_t index = ArgU32(info, 1, "index");
-  uint32_t argsz = ArgArgsz(info, 2, sizeof(region_info));
-  return InfoIoctl(info, DEVICE_GET_REGION_INFO, "VFIO_DEVICE_GET_REGION_INFO", argsz, [&](uint8_t* p) { memcpy(p + offsetof(region_info, index), &index, 4); });
+  Reply reply = ArgReply(info, 2, sizeof(region_info), kMaxArgsz);
+  return InfoIoctl(info, DEVICE_GET_REGION_INFO, "VFIO_DEVICE_GET_REGION_INFO", reply, [&](uint8_t* p) { memcpy(p + offsetof(region_info, index), &index, 4); });
 }
 Napi::Value DeviceGetIrqInfo(const Napi::CallbackInfo& info) {
   uint32_t index = ArgU32(info, 1, "index");
   // flags stay zero: mdpy and mbochs echo what the caller passed (kernel-6.12-facts H14).
-  return InfoIoctl(info, DEVICE_GET_IRQ_INFO, "VFIO_DEVICE_GET_IRQ_INFO", sizeof(irq_info), [&](uint8_t* p) { memcpy(p + offsetof(irq_info, index), &index, 4); });
+  return InfoIoctl(info, DEVICE_GET_IRQ_INFO, "VFIO_DEVICE_GET_IRQ_INFO", ArgReply(info, 2, sizeof(irq_info), sizeof(irq_info)), [&](uint8_t* p) { memcpy(p + offsetof(irq_info, index), &index, 4); });
 }
 // SET_IRQS is input-only: nothing is copied back (interrupt triggers are a hot path).
 Napi::Value DeviceSetIrqs(const Napi::CallbackInfo& info) {

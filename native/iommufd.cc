@@ -18,7 +18,7 @@ constexpr uint32_t kMaxRanges = 4096;          // IOVA ranges we will pass or ac
 constexpr uint32_t kMaxHwInfo = 4096;          // bytes of hw_info data
 constexpr uint64_t kMaxBitmapBytes = 1 << 24;  // dirty bitmap
 
-FdHandle* H(const Napi::CallbackInfo& info, size_t i = 0) { return UnwrapTagged<FdHandle>(info, i, kFdTag, "VFIO handle"); }
+FdHandle* H(const Napi::CallbackInfo& info, size_t i = 0) { return ArgFd(info, i); }
 
 void Run(Napi::Env env, FdHandle* h, unsigned long req, void* arg, const char* op) {
   int fd = h->Require(env, op);

@@ -175,7 +175,7 @@ Napi::Value Mapping::Store(const Napi::CallbackInfo& info) {
 // mmap(handle, offset, length, writable) -> Mapping (MAP_SHARED).
 Napi::Value MmapFd(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
-  FdHandle* h = UnwrapTagged<FdHandle>(info, 0, kFdTag, "VFIO handle");
+  FdHandle* h = ArgFd(info, 0);
   uint64_t offset = ArgU64(info, 1, "offset");
   uint64_t length = ArgU64(info, 2, "length");
   bool writable = ArgBool(info, 3, "writable");

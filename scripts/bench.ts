@@ -15,7 +15,7 @@
  * else the guest runner's.
  */
 import { spawnSync } from 'node:child_process';
-import { mkdirSync } from 'node:fs';
+import { existsSync, mkdirSync, rmSync } from 'node:fs';
 import { join } from 'node:path';
 import { VmError, packageRoot, say } from '../src/vm/common.js';
 import { RUN_REQUIREMENTS, buildRequirements, ensureRequirements, onPath } from '../src/vm/deps.js';
@@ -34,6 +34,21 @@ export function compileBaseline(root: string): string {
   return out;
 }
 
+/**
+ * Compiles bench/ and src/ with tsc into build/bench-js (tsconfig.bench.json):
+ * the suite runs the JavaScript users run, not tsx's transform of the sources,
+ * whose module interop puts an accessor call on every cross-module reference.
+ * Returns the directory.
+ */
+export function compileBenchJs(root: string): string {
+  const out = join(root, 'build', 'bench-js');
+  rmSync(out, { recursive: true, force: true });
+  const tsc = join(root, 'node_modules', 'typescript', 'bin', 'tsc');
+  const r = spawnSync(process.execPath, [tsc, '-p', join(root, 'tsconfig.bench.json')], { stdio: 'inherit' });
+  if (r.status !== 0) throw new VmError(`compiling the benchmark suite with tsc failed (exit ${r.status ?? r.signal})`, 1);
+  return out;
+}
+
 /** Compiles the host section's C side (bench/c/host_bench.c) into `outDir`; returns the binary. */
 export function compileHostBench(root: string, outDir = join(root, 'build', 'bench')): string {
   const cc = ['cc', 'gcc'].find((c) => onPath(c));
@@ -49,7 +64,7 @@ export function compileHostBench(root: string, outDir = join(root, 'build', 'ben
 function runHost(root: string, args: string[]): number {
   const bin = compileHostBench(root);
   say(`host section: C baseline ${bin} (${[...C_FLAGS, '-pthread'].join(' ')})`);
-  const r = spawnSync(process.execPath, ['--import', 'tsx', join(root, 'bench', 'host.ts'), ...args], {
+  const r = spawnSync(process.execPath, [join(compileBenchJs(root), 'bench', 'host.js'), ...args], {
     stdio: 'inherit',
     env: { ...process.env, VFIO_HOST_BENCH_C: bin },
   });
@@ -67,7 +82,9 @@ async function run(argv: string[]): Promise<number> {
   say('guest section');
   ensureRequirements([...RUN_REQUIREMENTS, ...(process.env.VFIO_VM_KERNEL ? [] : buildRequirements(!process.env.VFIO_VM_KERNEL_SRC))]);
   say(`C baseline: ${compileBaseline(root)} (${C_FLAGS.join(' ')})`);
-  const guest = await vmMain(['--', 'node', '--expose-gc', '--import', 'tsx', 'bench/run.ts', ...args]);
+  // The host section compiled build/bench-js already (the guest sees it over 9p).
+  if (!existsSync(join(root, 'build', 'bench-js', 'bench', 'run.js'))) compileBenchJs(root);
+  const guest = await vmMain(['--', 'node', '--expose-gc', 'build/bench-js/bench/run.js', ...args]);
   // A failed host case fails the run even when the guest section passed.
   return guest === 0 && host !== 0 ? 1 : guest;
 }

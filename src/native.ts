@@ -15,8 +15,22 @@ export interface NativeFd {
   readonly path: string;
   readonly kind: string;
   readonly closed: boolean;
+  /**
+   * A new key for this handle (keep the one you get): a type-tagged External
+   * that every function taking a handle accepts in its place, checked with one
+   * tag compare instead of an object's tag check and unwrap. Hot paths pass it.
+   */
+  readonly key: NativeFdKey;
   close(): void;
 }
+
+declare const fdKeyBrand: unique symbol;
+/** An opaque key standing for a {@link NativeFd} (see `NativeFd.key`); ERR_VFIO_CLOSED once its handle is gone. */
+export interface NativeFdKey {
+  readonly [fdKeyBrand]: 'NativeFdKey';
+}
+/** A handle argument: the handle itself or its key. */
+export type FdRef = NativeFd | NativeFdKey;
 
 export interface NativeMapping {
   /** The view's ArrayBuffer (writable mappings only); detached once unmapped. */
@@ -96,59 +110,63 @@ export interface NativeAddon {
   adopt(fd: number, kind: string, label: string): NativeFd;
   layouts(): Record<string, StructLayout>;
   stats(): { openFds: number; fdHandles: number; mappings: number; eventfds: number; dmaBuffers: number };
-  mmap(h: NativeFd, offset: bigint, length: bigint, writable: boolean): NativeMapping;
+  mmap(h: FdRef, offset: bigint, length: bigint, writable: boolean): NativeMapping;
   dmaAlloc(size: bigint, hugepage: boolean, memfd: boolean): NativeDmaBuffer;
   eventfd(): NativeEventFd;
 
-  getApiVersion(h: NativeFd): number;
-  checkExtension(h: NativeFd, ext: number): number;
-  setIommu(h: NativeFd, type: number): number;
-  iommuGetInfo(h: NativeFd, argsz: number): Buffer;
-  mapDma(h: NativeFd, flags: number, buf: NativeDmaBuffer, offset: bigint | number, iova: bigint | number, size: bigint | number): void;
-  unmapDma(h: NativeFd, flags: number, iova: bigint | number, size: bigint | number): bigint;
-  iommuDirtyPages(h: NativeFd, flags: 1 | 2): undefined;
-  iommuDirtyPages(h: NativeFd, flags: 4, iova: bigint, size: bigint, pgsize: bigint): Buffer;
+  getApiVersion(h: FdRef): number;
+  checkExtension(h: FdRef, ext: number): number;
+  setIommu(h: FdRef, type: number): number;
+  iommuGetInfo(h: FdRef, argsz: number): Buffer;
+  mapDma(h: FdRef, flags: number, buf: NativeDmaBuffer, offset: bigint | number, iova: bigint | number, size: bigint | number): void;
+  unmapDma(h: FdRef, flags: number, iova: bigint | number, size: bigint | number): bigint;
+  iommuDirtyPages(h: FdRef, flags: 1 | 2): undefined;
+  iommuDirtyPages(h: FdRef, flags: 4, iova: bigint, size: bigint, pgsize: bigint): Buffer;
 
-  groupGetStatus(h: NativeFd): Buffer;
-  groupSetContainer(h: NativeFd, container: NativeFd): void;
-  groupUnsetContainer(h: NativeFd): number;
-  groupGetDeviceFd(h: NativeFd, name: string): NativeFd;
+  groupGetStatus(h: FdRef): Buffer;
+  groupSetContainer(h: FdRef, container: NativeFd): void;
+  groupUnsetContainer(h: FdRef): number;
+  groupGetDeviceFd(h: FdRef, name: string): NativeFd;
 
-  deviceGetInfo(h: NativeFd, argsz: number): Buffer;
-  deviceGetRegionInfo(h: NativeFd, index: number, argsz: number): Buffer;
-  deviceGetIrqInfo(h: NativeFd, index: number): Buffer;
-  deviceSetIrqs(h: NativeFd, irqSet: Uint8Array): void;
-  deviceReset(h: NativeFd): number;
-  deviceQueryGfxPlane(h: NativeFd, plane: Uint8Array): Buffer;
-  deviceGetGfxDmabuf(h: NativeFd, dmabufId: number): NativeFd;
-  deviceFeature(h: NativeFd, feature: Uint8Array): Buffer;
-  deviceIoeventfd(h: NativeFd, ioeventfd: Uint8Array): Buffer;
-  deviceGetPciHotResetInfo(h: NativeFd, argsz: number): Buffer;
-  devicePciHotReset(h: NativeFd, hotReset: Uint8Array): Buffer;
+  deviceGetInfo(h: FdRef, argsz: number): Buffer;
+  deviceGetRegionInfo(h: FdRef, index: number, argsz: number): Buffer;
+  /** The reply copied into `reply` (its length is the argsz); returns that length. */
+  deviceGetRegionInfo(h: FdRef, index: number, reply: Uint8Array): number;
+  deviceGetIrqInfo(h: FdRef, index: number): Buffer;
+  /** The reply copied into `reply` (exactly sizeof(struct vfio_irq_info) bytes); returns that length. */
+  deviceGetIrqInfo(h: FdRef, index: number, reply: Uint8Array): number;
+  deviceSetIrqs(h: FdRef, irqSet: Uint8Array): void;
+  deviceReset(h: FdRef): number;
+  deviceQueryGfxPlane(h: FdRef, plane: Uint8Array): Buffer;
+  deviceGetGfxDmabuf(h: FdRef, dmabufId: number): NativeFd;
+  deviceFeature(h: FdRef, feature: Uint8Array): Buffer;
+  deviceIoeventfd(h: FdRef, ioeventfd: Uint8Array): Buffer;
+  deviceGetPciHotResetInfo(h: FdRef, argsz: number): Buffer;
+  devicePciHotReset(h: FdRef, hotReset: Uint8Array): Buffer;
 
-  iommufdDestroy(h: NativeFd, id: number): void;
-  ioasAlloc(h: NativeFd, flags?: number): number;
-  ioasIovaRanges(h: NativeFd, ioasId: number, capacity: number): { numIovas: number; alignment: bigint; ranges: Buffer };
-  ioasAllowIovas(h: NativeFd, ioasId: number, ranges: Uint8Array): void;
-  ioasMap(h: NativeFd, flags: number, ioasId: number, buf: NativeDmaBuffer, offset: bigint | number, length: bigint | number, iova: bigint | number): bigint;
-  ioasUnmap(h: NativeFd, ioasId: number, iova: bigint | number, length: bigint | number): bigint;
-  ioasCopy(h: NativeFd, flags: number, dstIoasId: number, srcIoasId: number, length: bigint, dstIova: bigint, srcIova: bigint): bigint;
-  iommufdOption(h: NativeFd, optionId: number, op: number, objectId: number, val64: bigint): bigint;
-  iommufdVfioIoas(h: NativeFd, op: number, ioasId: number): number;
-  getHwInfo(h: NativeFd, devId: number, dataLen: number): { type: number; maxPasidLog2: number; capabilities: bigint; dataLen: number; data: Buffer };
-  hwptAlloc(h: NativeFd, flags: number, devId: number, ptId: number, dataType: number, data?: Uint8Array): number;
-  hwptSetDirtyTracking(h: NativeFd, hwptId: number, enable: boolean): void;
-  hwptGetDirtyBitmap(h: NativeFd, hwptId: number, iova: bigint, length: bigint, pageSize: bigint, flags: number): Buffer;
-  deviceBindIommufd(h: NativeFd, iommufd: NativeFd): number;
-  deviceAttachPt(h: NativeFd, ptId: number): number;
-  deviceDetachPt(h: NativeFd): void;
+  iommufdDestroy(h: FdRef, id: number): void;
+  ioasAlloc(h: FdRef, flags?: number): number;
+  ioasIovaRanges(h: FdRef, ioasId: number, capacity: number): { numIovas: number; alignment: bigint; ranges: Buffer };
+  ioasAllowIovas(h: FdRef, ioasId: number, ranges: Uint8Array): void;
+  ioasMap(h: FdRef, flags: number, ioasId: number, buf: NativeDmaBuffer, offset: bigint | number, length: bigint | number, iova: bigint | number): bigint;
+  ioasUnmap(h: FdRef, ioasId: number, iova: bigint | number, length: bigint | number): bigint;
+  ioasCopy(h: FdRef, flags: number, dstIoasId: number, srcIoasId: number, length: bigint, dstIova: bigint, srcIova: bigint): bigint;
+  iommufdOption(h: FdRef, optionId: number, op: number, objectId: number, val64: bigint): bigint;
+  iommufdVfioIoas(h: FdRef, op: number, ioasId: number): number;
+  getHwInfo(h: FdRef, devId: number, dataLen: number): { type: number; maxPasidLog2: number; capabilities: bigint; dataLen: number; data: Buffer };
+  hwptAlloc(h: FdRef, flags: number, devId: number, ptId: number, dataType: number, data?: Uint8Array): number;
+  hwptSetDirtyTracking(h: FdRef, hwptId: number, enable: boolean): void;
+  hwptGetDirtyBitmap(h: FdRef, hwptId: number, iova: bigint, length: bigint, pageSize: bigint, flags: number): Buffer;
+  deviceBindIommufd(h: FdRef, iommufd: NativeFd): number;
+  deviceAttachPt(h: FdRef, ptId: number): number;
+  deviceDetachPt(h: FdRef): void;
 
-  regionRead(h: NativeFd, offset: bigint | number, width: 1 | 2 | 4): number;
-  regionRead(h: NativeFd, offset: bigint | number, width: 8): bigint;
-  regionRead(h: NativeFd, offset: bigint | number, width: number): number | bigint;
-  regionWrite(h: NativeFd, offset: bigint | number, width: number, value: number | bigint): void;
-  regionReadInto(h: NativeFd, offset: bigint | number, dst: Uint8Array): number;
-  regionWriteFrom(h: NativeFd, offset: bigint | number, src: Uint8Array): number;
+  regionRead(h: FdRef, offset: bigint | number, width: 1 | 2 | 4): number;
+  regionRead(h: FdRef, offset: bigint | number, width: 8): bigint;
+  regionRead(h: FdRef, offset: bigint | number, width: number): number | bigint;
+  regionWrite(h: FdRef, offset: bigint | number, width: number, value: number | bigint): void;
+  regionReadInto(h: FdRef, offset: bigint | number, dst: Uint8Array): number;
+  regionWriteFrom(h: FdRef, offset: bigint | number, src: Uint8Array): number;
 }
 
 function packageRoot(): string {

@@ -5,6 +5,7 @@
  */
 import { statSync } from 'node:fs';
 import { VfioError } from './errors.js';
+import type { NativeFd, NativeFdKey } from './native.js';
 
 /**
  * The base of every handle that owns an fd or native memory.
@@ -15,6 +16,7 @@ export abstract class Resource {
   #closed = false;
   readonly #dependents = new Set<Resource>();
   #parent: Resource | null = null;
+  #fdKey: NativeFdKey | undefined;
 
   /** What this is, for error messages ('device 5f1c…', 'group 12'). */
   protected abstract describe(): string;
@@ -29,6 +31,16 @@ export abstract class Resource {
   /** Throws ERR_VFIO_CLOSED naming `operation` if this object is closed. */
   protected ensureOpen(operation: string): void {
     if (this.#closed) throw VfioError.closed(`${this.describe()} (${operation})`);
+  }
+
+  /**
+   * The key of this object's native fd (see NativeFd.key), checked open. Hot
+   * paths (register access, DMA map/unmap) pass it instead of the handle: the
+   * addon checks a key with one tag compare.
+   */
+  protected fdKey(fd: NativeFd, operation: string): NativeFdKey {
+    this.ensureOpen(operation);
+    return (this.#fdKey ??= fd.key);
   }
 
   /** Makes `child` close before this object does (moving it from any previous parent). */

@@ -4,7 +4,7 @@
  */
 import { VfioError } from '../errors.js';
 import { type DmaBuffer, type DmaMapOptions, type DmaSpace, type IovaRange } from '../dma/buffer.js';
-import { native, type NativeFd } from '../native.js';
+import { native, type NativeFd, type NativeFdKey } from '../native.js';
 import { Resource, toU32, toU64, u64Arg } from '../resource.js';
 import {
   IOMMU_HW_INFO_TYPE_INTEL_VTD,
@@ -95,6 +95,11 @@ export class IommuFd extends Resource {
   handle(operation: string): NativeFd {
     this.ensureOpen(operation);
     return this.#fd;
+  }
+
+  /** @internal The native fd's key, checked open: what DMA map/unmap pass. */
+  key(operation: string): NativeFdKey {
+    return this.fdKey(this.#fd, operation);
   }
 
   /** @internal Makes `r` close before this iommufd. */
@@ -237,6 +242,11 @@ export class Ioas extends Resource implements DmaSpace {
     return this.#iommufd.handle(operation);
   }
 
+  #k(operation: string): NativeFdKey {
+    this.ensureOpen(operation);
+    return this.#iommufd.key(operation);
+  }
+
   /**
    * IOMMU_IOAS_IOVA_RANGES: the usable ranges (inclusive) and the required
    * alignment, given the devices attached now (each narrows them).
@@ -281,7 +291,7 @@ export class Ioas extends Resource implements DmaSpace {
     // Numbers pass through to the native seam, which checks offset and size against the buffer.
     const offset = u64Arg(o.offset ?? 0, 'offset');
     const size = o.size === undefined ? buffer.size - BigInt(offset) : u64Arg(o.size, 'size');
-    return native().ioasMap(this.#h('map'), mapFlags(o), this.id, buffer, offset, size, o.iova === undefined ? 0 : u64Arg(o.iova, 'iova'));
+    return native().ioasMap(this.#k('map'), mapFlags(o), this.id, buffer, offset, size, o.iova === undefined ? 0 : u64Arg(o.iova, 'iova'));
   }
 
   /**
@@ -291,7 +301,7 @@ export class Ioas extends Resource implements DmaSpace {
    * @throws {@link VfioError} ENOENT when the range holds no mapping
    */
   unmap(iova: bigint | number, size: bigint | number): bigint {
-    return native().ioasUnmap(this.#h('unmap'), this.id, u64Arg(iova, 'iova'), u64Arg(size, 'size'));
+    return native().ioasUnmap(this.#k('unmap'), this.id, u64Arg(iova, 'iova'), u64Arg(size, 'size'));
   }
 
   /**

@@ -2,7 +2,7 @@
  * The legacy VFIO container (/dev/vfio/vfio) with the type1 IOMMU backend.
  */
 import { VfioError } from '../errors.js';
-import { native, type NativeDmaBuffer, type NativeFd } from '../native.js';
+import { native, type NativeDmaBuffer, type NativeFd, type NativeFdKey } from '../native.js';
 import { Resource, toU64, u64Arg } from '../resource.js';
 import { type DmaBuffer, type DmaMapOptions, type DmaSpace, type IovaRange } from '../dma/buffer.js';
 import type { Group } from './group.js';
@@ -79,6 +79,11 @@ export class Container extends Resource implements DmaSpace {
   handle(operation: string): NativeFd {
     this.ensureOpen(operation);
     return this.#fd;
+  }
+
+  /** @internal The native fd's key, checked open: what DMA map/unmap pass. */
+  key(operation: string): NativeFdKey {
+    return this.fdKey(this.#fd, operation);
   }
 
   /** @internal Called by Group.setContainer. */
@@ -162,7 +167,7 @@ export class Container extends Resource implements DmaSpace {
     const offset = u64Arg(o.offset ?? 0, 'offset');
     const size = o.size === undefined ? buffer.size - BigInt(offset) : u64Arg(o.size, 'size');
     const flags = (o.read === false ? 0 : DMA_READ) | (o.write === false ? 0 : DMA_WRITE);
-    native().mapDma(this.handle('map dma'), flags, buffer, offset, u64Arg(o.iova, 'iova'), size);
+    native().mapDma(this.key('map dma'), flags, buffer, offset, u64Arg(o.iova, 'iova'), size);
   }
 
   /**
@@ -172,7 +177,7 @@ export class Container extends Resource implements DmaSpace {
    * @throws {@link VfioError} EINVAL when the range would split a mapping
    */
   unmapDma(iova: bigint | number, size: bigint | number): bigint {
-    return native().unmapDma(this.handle('unmap dma'), 0, u64Arg(iova, 'iova'), u64Arg(size, 'size'));
+    return native().unmapDma(this.key('unmap dma'), 0, u64Arg(iova, 'iova'), u64Arg(size, 'size'));
   }
 
   /**

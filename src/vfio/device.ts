@@ -9,7 +9,7 @@ import { VfioError } from '../errors.js';
 import { Interrupts } from './interrupts.js';
 import { MappedRegion, Region, type MmapOptions } from './region.js';
 import type { Hwpt, IommuFd, Ioas } from '../iommufd/iommufd.js';
-import { native, type NativeFd, type NativeMapping } from '../native.js';
+import { native, type NativeFd, type NativeFdKey, type NativeMapping } from '../native.js';
 import { boundDriver, checkDmabufReexport } from './quirks.js';
 import { holdDevice } from '../registry.js';
 import { Resource, toU32, toU64 } from '../resource.js';
@@ -53,6 +53,7 @@ import {
 } from '../uapi/vfio.js';
 import type { SparseMmapCap } from '../uapi/caps.js';
 import { parsePciConfig, type PciConfig } from '../pci/config.js';
+import { LAYOUTS } from '../uapi/layouts.js';
 
 /** Until a cdev is bound, GET_INFO cannot be asked. */
 const UNBOUND_INFO: DeviceInfo = { argsz: 0, flags: 0, flagNames: [], numRegions: 0, numIrqs: 0, capOffset: 0, caps: [], truncated: false };
@@ -83,6 +84,12 @@ export function cdevDeviceName(fd: number, sysRoot = '/'): string | null {
 export type Backend = 'group' | 'cdev';
 
 const REGION_INFO_SIZE = 32;
+// The replies of the hot INFO queries land here (the addon copies the kernel's
+// reply in), so a query makes no Buffer; the decoders copy every field out, and
+// a reply with a capability chain is asked for again into a Buffer of its own.
+// Module state is per thread, so workers do not share these.
+const REGION_REPLY = Buffer.alloc(REGION_INFO_SIZE);
+const IRQ_REPLY = Buffer.alloc(LAYOUTS.vfio_irq_info.size);
 const DEVICE_INFO_SIZE = 24;
 const PCI_COMMAND = 4;
 const PCI_COMMAND_MEMORY = 0x2;
@@ -347,6 +354,11 @@ export class Device extends Resource {
     return this.#fd;
   }
 
+  /** @internal The native fd's key, checked open: what the register path passes. */
+  key(operation: string): NativeFdKey {
+    return this.fdKey(this.#fd, operation);
+  }
+
   #queryInfo(): DeviceInfo {
     const first = decodeDeviceInfo(native().deviceGetInfo(this.#fd, DEVICE_INFO_SIZE));
     return first.truncated ? decodeDeviceInfo(native().deviceGetInfo(this.#fd, first.argsz)) : first;
@@ -373,8 +385,9 @@ export class Device extends Resource {
    */
   regionInfo(index: number): RegionInfo {
     toU32(index, 'index');
-    const h = this.handle('region info');
-    const first = decodeRegionInfo(native().deviceGetRegionInfo(h, index, REGION_INFO_SIZE));
+    const h = this.key('region info');
+    native().deviceGetRegionInfo(h, index, REGION_REPLY);
+    const first = decodeRegionInfo(REGION_REPLY);
     if (!first.truncated) return first;
     return decodeRegionInfo(native().deviceGetRegionInfo(h, index, first.argsz));
   }
@@ -395,7 +408,8 @@ export class Device extends Resource {
    */
   irqInfo(index: number): IrqInfo {
     toU32(index, 'index');
-    return decodeIrqInfo(native().deviceGetIrqInfo(this.handle('irq info'), index));
+    native().deviceGetIrqInfo(this.key('irq info'), index, IRQ_REPLY);
+    return decodeIrqInfo(IRQ_REPLY);
   }
 
   /**

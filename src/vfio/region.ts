@@ -387,7 +387,7 @@ export class Region {
 
   #read(offset: bigint | number, width: 1 | 2 | 4): number {
     const at = this.#at(offset, width, false);
-    return native().regionRead(this.#dev.handle('region read'), at, width);
+    return native().regionRead(this.#dev.key('region read'), at, width);
   }
 
   #write(offset: bigint | number, width: 1 | 2 | 4, value: number): void {
@@ -397,7 +397,7 @@ export class Region {
     }
     const at = this.#at(offset, width, true);
     this.#dev.beforeWrite(this.info.index, offset, width, (i) => (value >>> (8 * i)) & 0xff);
-    native().regionWrite(this.#dev.handle('region write'), at, width, value);
+    native().regionWrite(this.#dev.key('region write'), at, width, value);
   }
 
   /**
@@ -443,7 +443,7 @@ export class Region {
    */
   read64(offset: bigint | number): bigint {
     const at = this.#at(offset, 8, false);
-    return native().regionRead(this.#dev.handle('region read'), at, 8);
+    return native().regionRead(this.#dev.key('region read'), at, 8);
   }
   /**
    * One 1-byte pwrite at `offset`, so the device sees exactly one 8-bit access.
@@ -500,7 +500,7 @@ export class Region {
     if (value < 0n || value > 0xffff_ffff_ffff_ffffn) throw new RangeError('value must fit in 64 bits');
     const at = this.#at(offset, 8, true);
     this.#dev.beforeWrite(this.info.index, offset, 8, (i) => Number((value >> BigInt(8 * i)) & 0xffn));
-    native().regionWrite(this.#dev.handle('region write'), at, 8, value);
+    native().regionWrite(this.#dev.key('region write'), at, 8, value);
   }
 
   /**

@@ -7,6 +7,8 @@ import { spawnSync } from 'node:child_process';
 import { mkdirSync, mkdtempSync, readdirSync, readlinkSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
+import { setFlagsFromString } from 'node:v8';
+import { runInNewContext } from 'node:vm';
 import { describe, expect, it } from 'vitest';
 import { VfioError } from '../../src/errors.js';
 import { addonCandidates, native } from '../../src/native.js';
@@ -50,6 +52,63 @@ describe('errors from native code', () => {
       expect(() => new (n.EventFd as unknown as new () => unknown)()).toThrow(TypeError);
     } finally {
       e.close();
+    }
+  });
+
+  it('take a handle\'s key in its place; a key is ERR_VFIO_CLOSED once its handle is closed or collected', async () => {
+    const dir = mkdtempSync(join(tmpdir(), 'vfio-key-'));
+    try {
+      const path = join(dir, 'regs');
+      writeFileSync(path, Buffer.from([1, 2, 3, 4, 5, 6, 7, 8]));
+      const h = n.open(path, 'test');
+      const k = h.key;
+      expect(typeof k).toBe('object');
+      expect(n.regionRead(k, 0, 4)).toBe(0x04030201);
+      expect(n.regionRead(k, 0, 8)).toBe(0x0807060504030201n);
+      n.regionWrite(k, 4, 2, 0xbeef);
+      expect(n.regionRead(h, 4, 2)).toBe(0xbeef);
+      // A key is not a handle: it has no methods, and a handle's methods refuse it.
+      expect(() => (k as unknown as { close(): void }).close()).toThrow(TypeError);
+      h.close();
+      expect(() => n.regionRead(k, 0, 4)).toThrow(expect.objectContaining({ code: 'ERR_VFIO_CLOSED' }));
+      expect(() => n.regionRead(h.key, 0, 4)).toThrow(expect.objectContaining({ code: 'ERR_VFIO_CLOSED' }));
+
+      // A key that outlives its FdHandle (collected): ERR_VFIO_CLOSED, never a dangling pointer.
+      setFlagsFromString('--expose-gc');
+      const gc = runInNewContext('gc') as () => void;
+      const handles = n.stats().fdHandles;
+      const orphans = Array.from({ length: 50 }, () => n.open(path, 'test').key);
+      expect(n.stats().fdHandles).toBe(handles + 50);
+      for (let i = 0; i < 10 && n.stats().fdHandles > handles; i++) {
+        gc();
+        await new Promise((r) => setImmediate(r));
+      }
+      expect(n.stats().fdHandles).toBe(handles);
+      expect(n.stats().openFds).toBe(0);
+      for (const key of orphans) expect(() => n.regionRead(key, 0, 4)).toThrow(expect.objectContaining({ code: 'ERR_VFIO_CLOSED' }));
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
+  });
+
+  it('copy an INFO reply into a caller\'s array only within the struct\'s bounds, and leave it untouched on failure', () => {
+    const h = n.open('/dev/null', 'test');
+    try {
+      for (const bad of [new Uint8Array(31), new Uint8Array(65537), new Uint16Array(16)]) {
+        expect(() => n.deviceGetRegionInfo(h.key, 0, bad as Uint8Array)).toThrow(bad instanceof Uint8Array ? RangeError : TypeError);
+      }
+      expect(() => n.deviceGetIrqInfo(h.key, 0, new Uint8Array(17))).toThrow(RangeError);
+      expect(() => n.deviceGetIrqInfo(h.key, 0, new Uint8Array(15))).toThrow(RangeError);
+      // A detached array has no bytes: refused before the ioctl.
+      const detached = new Uint8Array(new ArrayBuffer(32));
+      structuredClone(detached.buffer, { transfer: [detached.buffer] });
+      expect(() => n.deviceGetRegionInfo(h.key, 0, detached)).toThrow(RangeError);
+      // /dev/null answers ENOTTY: a typed error, and the caller's bytes stay as they were.
+      const reply = new Uint8Array(32).fill(0xa5);
+      expect(() => n.deviceGetRegionInfo(h.key, 0, reply)).toThrow(expect.objectContaining({ code: 'ENOTTY', syscall: 'ioctl' }));
+      expect(reply.every((b) => b === 0xa5)).toBe(true);
+    } finally {
+      h.close();
     }
   });
 
