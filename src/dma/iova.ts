@@ -321,6 +321,8 @@ export class IovaAllocator {
   /** Removes [start, start+n) from free block b, which contains it, and records the allocation. */
   #take(b: number, start: number, n: number): void {
     const f = this.#free;
+    // b was just found by firstFit or floor, which recorded its path.
+    const depth = f.lastDepth;
     const bs = f.start[b]!;
     const be = f.end[b]!;
     const end = start + n;
@@ -329,11 +331,11 @@ export class IovaAllocator {
       else {
         // Still ordered the same: the block only shrinks from the front.
         f.start[b] = end;
-        f.refresh(b);
+        f.refresh(b, depth);
       }
     } else {
       f.end[b] = start;
-      f.refresh(b);
+      f.refresh(b, depth);
       if (end < be) f.add(end, be);
     }
     this.#freeUnits -= n;
@@ -343,8 +345,11 @@ export class IovaAllocator {
   /** Inserts the free block [start, end), merging it with adjacent ones. */
   #insertFree(start: number, end: number): void {
     const f = this.#free;
-    const prev = f.floor(start);
-    const next = f.higher(start);
+    f.neighbours(start);
+    const prev = f.floorNode;
+    const next = f.higherNode;
+    const prevDepth = f.floorDepth;
+    const nextDepth = f.higherDepth;
     if (prev !== NIL && f.end[prev]! > start) throw new Error(`internal: free block ${hex(this.#bytes(start))} overlaps ${hex(this.#bytes(f.start[prev]!))}..${hex(this.#bytes(f.end[prev]!))}`);
     if (next !== NIL && end > f.start[next]!) throw new Error(`internal: free block ${hex(this.#bytes(start))} overlaps ${hex(this.#bytes(f.start[next]!))}..${hex(this.#bytes(f.end[next]!))}`);
     this.#freeUnits += end - start;
@@ -354,10 +359,10 @@ export class IovaAllocator {
         f.delete(next);
         f.end[prev] = nextEnd;
       } else f.end[prev] = end;
-      f.refresh(prev);
+      f.refresh(prev, prevDepth); // walks down again if delete() changed the shape
     } else if (next !== NIL && f.start[next] === end) {
       f.start[next] = start;
-      f.refresh(next);
+      f.refresh(next, nextDepth);
     } else f.add(start, end);
   }
 

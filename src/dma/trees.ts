@@ -27,6 +27,23 @@ export abstract class AvlTree {
   count = 0;
   // Deeper than any AVL tree over 2^32 nodes can be.
   protected readonly path = new Int32Array(96);
+  /**
+   * The root-to-node path of the last search that records one (the free
+   * blocks' firstFit, floor and neighbours): trail[0] is the root and
+   * trail[lastDepth] the node found. refresh() reuses it instead of walking
+   * down again while the tree's shape is the one it was recorded in.
+   */
+  protected readonly trail = new Int32Array(96);
+  /** The index in `trail` of the node the last recording search found (-1: none). */
+  lastDepth = -1;
+  #trailShape = -1;
+  /** Bumped by every insert and remove (rotations happen only inside those). */
+  #shape = 0;
+
+  /** Marks `trail` as recorded in the current shape. */
+  protected recorded(): void {
+    this.#trailShape = this.#shape;
+  }
 
   /** Whether node a sorts before node b (a strict total order on the nodes in the tree). */
   protected abstract less(a: number, b: number): boolean;
@@ -140,6 +157,7 @@ export abstract class AvlTree {
 
   /** Adds node x (its key columns set). */
   insert(x: number): void {
+    this.#shape++;
     const L = this.left;
     const R = this.right;
     L[x] = NIL;
@@ -178,6 +196,7 @@ export abstract class AvlTree {
 
   /** Removes node x, which is in the tree. */
   remove(x: number): void {
+    this.#shape++;
     const L = this.left;
     const R = this.right;
     const path = this.path;
@@ -229,16 +248,24 @@ export abstract class AvlTree {
   /**
    * After x's key or aggregate changed without changing its place in the order:
    * updates the aggregates from x up (heights do not change), stopping where one does not.
+   * `depth`: where x is in the last recorded trail, when a search just found it
+   * (the trail is then x's path, if the shape is unchanged and trail[depth] is x).
    */
-  refresh(x: number): void {
-    const path = this.path;
+  refresh(x: number, depth = -1): void {
+    let path: Int32Array;
     let d = 0;
-    let t = this.root;
-    while (t !== x) {
-      treeStats.visits++;
-      if (t === NIL) throw new Error(`internal: node ${x} is not in the tree`);
-      path[d++] = t;
-      t = this.less(x, t) ? this.left[t]! : this.right[t]!;
+    if (depth >= 0 && this.#trailShape === this.#shape && this.trail[depth] === x) {
+      path = this.trail;
+      d = depth;
+    } else {
+      path = this.path;
+      let t = this.root;
+      while (t !== x) {
+        treeStats.visits++;
+        if (t === NIL) throw new Error(`internal: node ${x} is not in the tree`);
+        path[d++] = t;
+        t = this.less(x, t) ? this.left[t]! : this.right[t]!;
+      }
     }
     if (!this.pullAug(x)) return;
     while (d > 0 && this.pullAug(path[--d]!)) treeStats.visits++;
@@ -347,18 +374,51 @@ export class FreeTree extends AvlTree {
     this.#freeHead = NIL;
   }
 
-  /** The block with the greatest start ≤ `key`, or NIL. */
+  /** The block with the greatest start ≤ `key`, or NIL (its place in the trail: lastDepth). */
   floor(key: number): number {
+    this.neighbours(key);
+    this.lastDepth = this.floorDepth;
+    return this.floorNode;
+  }
+
+  /** What neighbours() found: the floor and the higher block of the key, and their places in the trail. */
+  floorNode = NIL;
+  floorDepth = -1;
+  higherNode = NIL;
+  higherDepth = -1;
+
+  /**
+   * The blocks with the greatest start ≤ `key` and the least start > `key`
+   * (floorNode, higherNode; NIL when none), in one walk down: every node on the
+   * way is one or the other side of the key. Records the walk in the trail.
+   */
+  neighbours(key: number): void {
+    const trail = this.trail;
     let t = this.root;
-    let best = NIL;
+    let floor = NIL;
+    let higher = NIL;
+    let fd = -1;
+    let hd = -1;
+    let d = 0;
     while (t !== NIL) {
       treeStats.visits++;
+      trail[d] = t;
       if (this.start[t]! <= key) {
-        best = t;
+        floor = t;
+        fd = d;
         t = this.right[t]!;
-      } else t = this.left[t]!;
+      } else {
+        higher = t;
+        hd = d;
+        t = this.left[t]!;
+      }
+      d++;
     }
-    return best;
+    this.floorNode = floor;
+    this.floorDepth = fd;
+    this.higherNode = higher;
+    this.higherDepth = hd;
+    this.recorded();
   }
 
   /** The block with the least start > `key`, or NIL. */
@@ -388,17 +448,24 @@ export class FreeTree extends AvlTree {
   /** The lowest block at least n long, or NIL. */
   firstFit(n: number): number {
     const M = this.maxLen;
+    const trail = this.trail;
     let t = this.root;
     if (t === NIL || M[t]! < n) return NIL;
+    let d = 0;
     for (;;) {
       treeStats.visits++;
+      trail[d] = t;
       const l = this.left[t]!;
       if (l !== NIL && M[l]! >= n) t = l;
-      else if (this.end[t]! - this.start[t]! >= n) return t;
-      else {
+      else if (this.end[t]! - this.start[t]! >= n) {
+        this.lastDepth = d;
+        this.recorded();
+        return t;
+      } else {
         t = this.right[t]!;
         if (t === NIL) throw new Error('internal: the free blocks\' longest-block aggregates are inconsistent');
       }
+      d++;
     }
   }
 
