@@ -93,6 +93,17 @@ function infoReply<S extends InfoStruct>(buf: Buffer | Uint8Array, struct: S, ca
   return { v, argsz, flags, capOffset, raws, truncated };
 }
 
+/** struct vfio_region_info's offsets, looked up once. */
+const REGION_INFO = {
+  size: LAYOUTS.vfio_region_info.size,
+  argsz: offsetOf('vfio_region_info', 'argsz'),
+  flags: offsetOf('vfio_region_info', 'flags'),
+  index: offsetOf('vfio_region_info', 'index'),
+  capOffset: offsetOf('vfio_region_info', 'cap_offset'),
+  sizeField: offsetOf('vfio_region_info', 'size'),
+  offset: offsetOf('vfio_region_info', 'offset'),
+} as const;
+
 /** The fields every decoded INFO reply with a capability chain has. */
 export interface InfoWithCaps<C> {
   /**
@@ -195,6 +206,26 @@ export interface RegionInfo extends InfoWithCaps<RegionCap> {
  * @throws {@link VfioError} {@link ERR_VFIO_BAD_STRUCT} when the buffer is shorter than the struct; {@link ERR_VFIO_BAD_CAP_CHAIN} or {@link ERR_VFIO_BAD_CAP} for a malformed chain
  */
 export function decodeRegionInfo(buf: Buffer | Uint8Array): RegionInfo {
+  // The common reply (no chain in it) is read at fixed offsets: no view, no walk.
+  if (Buffer.isBuffer(buf) && buf.length >= REGION_INFO.size) {
+    const flags = buf.readUInt32LE(REGION_INFO.flags);
+    const argsz = buf.readUInt32LE(REGION_INFO.argsz);
+    if ((flags & VFIO_REGION_INFO_FLAG_CAPS) === 0 || argsz > buf.length) {
+      const index = buf.readUInt32LE(REGION_INFO.index);
+      return {
+        argsz,
+        flags,
+        flagNames: regionFlagNames(flags),
+        index,
+        name: regionName(index),
+        capOffset: buf.readUInt32LE(REGION_INFO.capOffset),
+        size: buf.readBigUInt64LE(REGION_INFO.sizeField),
+        offset: buf.readBigUInt64LE(REGION_INFO.offset),
+        caps: [],
+        truncated: (flags & VFIO_REGION_INFO_FLAG_CAPS) !== 0,
+      };
+    }
+  }
   const { v, argsz, flags, capOffset, raws, truncated } = infoReply(buf, 'vfio_region_info', VFIO_REGION_INFO_FLAG_CAPS);
   const index = v.u32('index');
   const caps = raws.map(decodeRegionCap);
