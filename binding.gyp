@@ -6,6 +6,7 @@
         "native/addon.cc",
         "native/ioctls.cc",
         "native/iommufd.cc",
+        "native/migration.cc",
         "native/mapping.cc",
         "native/eventfd.cc",
         "native/uapi_check.cc"

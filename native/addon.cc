@@ -39,19 +39,23 @@ void DefineFunctions(Napi::Env env, Napi::Object exports, std::initializer_list<
 
 [[noreturn]] static void ThrowValue(Napi::Env env, Napi::Value err) { throw Napi::Error(env, err); }
 
-[[noreturn]] void ThrowErrno(Napi::Env env, int err, const char* syscall, const std::string& operation, const std::string& path) {
+Napi::Object MakeErrno(Napi::Env env, int err, const char* syscall, const std::string& operation, const std::string& path) {
   AddonData* d = Data(env);
   Napi::Object init = Napi::Object::New(env);
   init.Set("errno", Napi::Number::New(env, err));
   init.Set("syscall", Napi::String::New(env, syscall));
   if (!operation.empty()) init.Set("operation", Napi::String::New(env, operation));
   if (!path.empty()) init.Set("path", Napi::String::New(env, path));
-  if (d != nullptr && !d->errorCtor.IsEmpty()) ThrowValue(env, d->errorCtor.New({init}));
+  if (d != nullptr && !d->errorCtor.IsEmpty()) return d->errorCtor.New({init});
   // initialize() not called yet: still a SystemError-shaped Error.
   Napi::Error e = Napi::Error::New(env, std::string(strerror(err)) + ", " + syscall + " " + operation + " '" + path + "'");
   e.Set("errno", Napi::Number::New(env, -err));
   e.Set("syscall", Napi::String::New(env, syscall));
-  throw e;
+  return e.Value();
+}
+
+[[noreturn]] void ThrowErrno(Napi::Env env, int err, const char* syscall, const std::string& operation, const std::string& path) {
+  ThrowValue(env, MakeErrno(env, err, syscall, operation, path));
 }
 
 [[noreturn]] void ThrowClosed(Napi::Env env, const std::string& what, const std::string& path) {
@@ -317,6 +321,13 @@ static Napi::Value Layouts(const Napi::CallbackInfo& info) {
        F(gfx_plane_info, size), F(gfx_plane_info, x_pos), F(gfx_plane_info, y_pos), F(gfx_plane_info, x_hot), F(gfx_plane_info, y_hot),
        F(gfx_plane_info, region_index), F(gfx_plane_info, reserved)});
   add("vfio_device_feature", sizeof(device_feature), {F(device_feature, argsz), F(device_feature, flags), F(device_feature, data)});
+  add("vfio_device_feature_mig_state", sizeof(device_feature_mig_state), {F(device_feature_mig_state, device_state), F(device_feature_mig_state, data_fd)});
+  add("vfio_precopy_info", sizeof(precopy_info), {F(precopy_info, argsz), F(precopy_info, flags), F(precopy_info, initial_bytes), F(precopy_info, dirty_bytes)});
+  add("vfio_device_feature_dma_logging_control", sizeof(dma_logging_control),
+      {F(dma_logging_control, page_size), F(dma_logging_control, num_ranges), F(dma_logging_control, ranges)});
+  add("vfio_device_feature_dma_logging_range", sizeof(dma_logging_range), {F(dma_logging_range, iova), F(dma_logging_range, length)});
+  add("vfio_device_feature_dma_logging_report", sizeof(dma_logging_report),
+      {F(dma_logging_report, iova), F(dma_logging_report, length), F(dma_logging_report, page_size), F(dma_logging_report, bitmap)});
   add("vfio_pci_hot_reset_info", sizeof(pci_hot_reset_info), {F(pci_hot_reset_info, argsz), F(pci_hot_reset_info, flags), F(pci_hot_reset_info, count)});
   add("vfio_pci_hot_reset", sizeof(pci_hot_reset),
       {F(pci_hot_reset, argsz), F(pci_hot_reset, flags), F(pci_hot_reset, count), F(pci_hot_reset, group_fds)});
@@ -408,6 +419,7 @@ Napi::Value DmaAlloc(const Napi::CallbackInfo& info);     // mapping.cc
 Napi::Value NewEventFd(const Napi::CallbackInfo& info);   // eventfd.cc
 void DefineIoctls(Napi::Env env, Napi::Object exports);   // ioctls.cc
 void DefineIommufd(Napi::Env env, Napi::Object exports);  // iommufd.cc
+void DefineMigration(Napi::Env env, Napi::Object exports);  // migration.cc
 
 static Napi::Object Init(Napi::Env env, Napi::Object exports) {
   auto* d = new AddonData();
@@ -433,6 +445,7 @@ static Napi::Object Init(Napi::Env env, Napi::Object exports) {
   exports.Set("DmaBuffer", d->dmaBufferCtor.Value());
   DefineIoctls(env, exports);
   DefineIommufd(env, exports);
+  DefineMigration(env, exports);
   return exports;
 }
 

@@ -36,6 +36,8 @@ struct AddonData {
 AddonData* Data(Napi::Env env);
 
 // --- errors: real instances of the JS VfioError class ------------------------
+// The VfioError for a failed syscall, not thrown (to reject a promise with).
+Napi::Object MakeErrno(Napi::Env env, int err, const char* syscall, const std::string& operation, const std::string& path);
 [[noreturn]] void ThrowErrno(Napi::Env env, int err, const char* syscall, const std::string& operation, const std::string& path);
 [[noreturn]] void ThrowClosed(Napi::Env env, const std::string& what, const std::string& path);
 [[noreturn]] void ThrowType(Napi::Env env, const std::string& msg);

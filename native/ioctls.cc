@@ -242,7 +242,26 @@ Napi::Value DeviceReset(const Napi::CallbackInfo& info) { return SimpleIoctl(inf
 Napi::Value DeviceQueryGfxPlane(const Napi::CallbackInfo& info) {
   return StructIoctl(info, DEVICE_QUERY_GFX_PLANE, "VFIO_DEVICE_QUERY_GFX_PLANE", sizeof(gfx_plane_info));
 }
-Napi::Value DeviceFeature(const Napi::CallbackInfo& info) { return StructIoctl(info, DEVICE_FEATURE, "VFIO_DEVICE_FEATURE", sizeof(device_feature)); }
+// The generic VFIO_DEVICE_FEATURE for features whose data is plain values. Not
+// for those whose data holds an fd the kernel makes (MIG_DEVICE_STATE SET: the
+// fd would have no owner) or a pointer the kernel follows (DMA_LOGGING_START
+// reads a range array, DMA_LOGGING_REPORT writes a bitmap: a JS-chosen address
+// would let the kernel write into this process anywhere): migration.cc has a
+// function of its own for each. A PROBE carries no data and passes.
+Napi::Value DeviceFeature(const Napi::CallbackInfo& info) {
+  Bytes b = ArgBytes(info, 1, "VFIO_DEVICE_FEATURE");
+  if (b.length >= sizeof(device_feature)) {
+    uint32_t flags;
+    memcpy(&flags, b.data + offsetof(device_feature, flags), 4);
+    uint32_t feature = flags & FEATURE_MASK;
+    bool probe = (flags & FEATURE_PROBE) != 0;
+    if (!probe && ((feature == FEATURE_MIG_DEVICE_STATE && (flags & FEATURE_SET)) || feature == FEATURE_DMA_LOGGING_START || feature == FEATURE_DMA_LOGGING_REPORT)) {
+      ThrowType(info.Env(), "VFIO_DEVICE_FEATURE " + std::to_string(feature) +
+                                " carries an fd or a pointer: use deviceMigState / deviceDmaLoggingStart / deviceDmaLoggingReport");
+    }
+  }
+  return StructIoctl(info, DEVICE_FEATURE, "VFIO_DEVICE_FEATURE", sizeof(device_feature));
+}
 Napi::Value DeviceIoeventfd(const Napi::CallbackInfo& info) {
   return StructIoctl(info, DEVICE_IOEVENTFD, "VFIO_DEVICE_IOEVENTFD", sizeof(device_ioeventfd));
 }

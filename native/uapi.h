@@ -19,7 +19,12 @@ constexpr unsigned long DEVICE_GET_INFO = IOCTL(107), DEVICE_GET_REGION_INFO = I
                         DEVICE_SET_IRQS = IOCTL(110), DEVICE_RESET = IOCTL(111), DEVICE_GET_PCI_HOT_RESET_INFO = IOCTL(112),
                         DEVICE_PCI_HOT_RESET = IOCTL(113), DEVICE_QUERY_GFX_PLANE = IOCTL(114), DEVICE_GET_GFX_DMABUF = IOCTL(115),
                         DEVICE_IOEVENTFD = IOCTL(116), DEVICE_FEATURE = IOCTL(117), DEVICE_BIND_IOMMUFD = IOCTL(118),
-                        DEVICE_ATTACH_IOMMUFD_PT = IOCTL(119), DEVICE_DETACH_IOMMUFD_PT = IOCTL(120);
+                        DEVICE_ATTACH_IOMMUFD_PT = IOCTL(119), DEVICE_DETACH_IOMMUFD_PT = IOCTL(120),
+                        MIG_GET_PRECOPY_INFO = IOCTL(121);
+// VFIO_DEVICE_FEATURE flags and the features whose data the generic call must not carry.
+constexpr uint32_t FEATURE_MASK = 0xffff, FEATURE_GET = 1u << 16, FEATURE_SET = 1u << 17, FEATURE_PROBE = 1u << 18;
+constexpr uint32_t FEATURE_MIG_DEVICE_STATE = 2, FEATURE_DMA_LOGGING_START = 6, FEATURE_DMA_LOGGING_STOP = 7,
+                   FEATURE_DMA_LOGGING_REPORT = 8;
 constexpr unsigned long IOMMU_GET_INFO = IOCTL(112), IOMMU_MAP_DMA = IOCTL(113), IOMMU_UNMAP_DMA = IOCTL(114),
                         IOMMU_DIRTY_PAGES = IOCTL(117);
 // --- iommufd ---
@@ -42,6 +47,11 @@ struct gfx_plane_info {
   uint32_t width, height, stride, size, x_pos, y_pos, x_hot, y_hot, region_index, reserved;
 };
 struct device_feature { uint32_t argsz, flags; uint8_t data[]; };
+struct device_feature_mig_state { uint32_t device_state; int32_t data_fd; };
+struct precopy_info { uint32_t argsz, flags; uint64_t initial_bytes, dirty_bytes; };
+struct dma_logging_control { uint64_t page_size; uint32_t num_ranges, reserved; uint64_t ranges; };
+struct dma_logging_range { uint64_t iova, length; };
+struct dma_logging_report { uint64_t iova, length, page_size, bitmap; };
 struct device_ioeventfd { uint32_t argsz, flags; uint64_t offset, data; int32_t fd; uint32_t reserved; };
 struct device_bind_iommufd { uint32_t argsz, flags; int32_t iommufd; uint32_t out_devid; };
 struct device_attach_iommufd_pt { uint32_t argsz, flags, pt_id; };
@@ -79,6 +89,11 @@ static_assert(sizeof(pci_hot_reset_info) == 12);
 static_assert(sizeof(pci_hot_reset) == 12);
 static_assert(sizeof(gfx_plane_info) == 64 && offsetof(gfx_plane_info, region_index) == 56);
 static_assert(sizeof(device_feature) == 8);
+static_assert(sizeof(device_feature_mig_state) == 8);
+static_assert(sizeof(precopy_info) == 24 && offsetof(precopy_info, dirty_bytes) == 16);
+static_assert(sizeof(dma_logging_control) == 24 && offsetof(dma_logging_control, ranges) == 16);
+static_assert(sizeof(dma_logging_range) == 16);
+static_assert(sizeof(dma_logging_report) == 32 && offsetof(dma_logging_report, bitmap) == 24);
 static_assert(sizeof(device_ioeventfd) == 32);
 static_assert(sizeof(device_bind_iommufd) == 16);
 static_assert(sizeof(device_attach_iommufd_pt) == 12);

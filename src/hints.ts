@@ -25,6 +25,19 @@ const under = (c: HintContext, prefix: string): boolean => c.path !== undefined 
 const isGroupNode = (p?: string): boolean => p !== undefined && /^\/dev\/vfio\/(noiommu-)?\d+$/.test(p);
 
 const RULES: HintRule[] = [
+  // --- migration v2 data streams --------------------------------------------
+  {
+    when: (c) => c.code === 'EFAULT' && op(c, 'migration data write'),
+    hint: 'not a stream from a compatible device: the device rejected the stream\'s header (another driver, another version, or another port count)',
+  },
+  {
+    when: (c) => c.code === 'ENOMEM' && op(c, 'migration data write'),
+    hint: 'too much data: the stream is longer than this device\'s state (saved from a larger device, or corrupted)',
+  },
+  {
+    when: (c) => c.code === 'ENODEV' && op(c, 'migration data read'),
+    hint: 'the data fd was disabled when the device left STOP_COPY (or PRE_COPY): read everything before leaving that state',
+  },
   // --- opening device nodes -------------------------------------------------
   {
     when: (c) => (c.code === 'EACCES' || c.code === 'EPERM') && c.syscall === 'open' && (under(c, '/dev/vfio') || under(c, '/dev/iommu')),

@@ -28,7 +28,24 @@ export {
   type SetIrqsOptions,
   type IrqAction,
   type GfxPlaneQueryOptions,
+  type DeviceEvent,
+  type DeviceEventInfo,
 } from './vfio/device.js';
+export {
+  Migration,
+  MigrationData,
+  MigrationError,
+  migrate,
+  allowedStates,
+  MIGRATION_STATES,
+  type MigrationState,
+  type MigrationFlags,
+  type SaveOptions,
+  type LoadOptions,
+  type MigrateOptions,
+  type MigrateResult,
+} from './vfio/migration.js';
+export { checkLoggingRanges, loggedPages, MAX_LOGGING_RANGES, type LoggingRange } from './dma/logging.js';
 export { IommuFd, Ioas, Hwpt, IOMMUFD_PATH, type HwInfo } from './iommufd/iommufd.js';
 export { allocDmaBuffer, type DmaBuffer, type DmaAllocOptions, type DmaSpace, type DmaMapOptions, type IovaRange } from './dma/buffer.js';
 export { openDevice, resolveDevice, type OpenDeviceOptions, type OpenedDevice, type ResolvedDevice, type BackendChoice } from './vfio/open.js';

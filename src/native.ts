@@ -161,6 +161,16 @@ export interface NativeAddon {
   deviceAttachPt(h: FdRef, ptId: number): number;
   deviceDetachPt(h: FdRef): void;
 
+  /** MIG_DEVICE_STATE SET; a data fd the kernel returned is already owned by a handle. */
+  deviceMigState(h: FdRef, state: number): { state: number; data: NativeFd | null };
+  migPrecopyInfo(h: FdRef): Buffer;
+  deviceDmaLoggingStart(h: FdRef, pageSize: bigint, ranges: Uint8Array): bigint;
+  deviceDmaLoggingStop(h: FdRef): void;
+  deviceDmaLoggingReport(h: FdRef, iova: bigint, length: bigint, pageSize: bigint): Buffer;
+  /** One read(2) on the thread pool; an empty Buffer at end of stream. */
+  fdReadAsync(h: FdRef, maxBytes: number): Promise<Buffer>;
+  /** Writes all of `bytes` (copied first) on the thread pool. */
+  fdWriteAsync(h: FdRef, bytes: Uint8Array): Promise<number>;
   regionRead(h: FdRef, offset: bigint | number, width: 1 | 2 | 4): number;
   regionRead(h: FdRef, offset: bigint | number, width: 8): bigint;
   regionRead(h: FdRef, offset: bigint | number, width: number): number | bigint;

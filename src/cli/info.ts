@@ -48,6 +48,8 @@ export interface DeviceInfoJson {
   numIrqs: number;
   regions: (RegionJson | IndexError)[];
   irqs: (IrqJson | IndexError)[];
+  /** Migration v2: the MIGRATION feature's flags and the current state; null when the device has none. */
+  migration: { flags: string[]; state: string } | null;
 }
 
 const regionJson = (r: IndexResult<RegionInfo>): RegionJson | IndexError =>
@@ -79,5 +81,6 @@ export function deviceInfoJson(device: Device): DeviceInfoJson {
     numIrqs: info.numIrqs,
     regions: device.regions().map(regionJson),
     irqs: device.irqs().map(irqJson),
+    migration: device.migration === null ? null : { flags: device.migration.flags.names, state: device.migration.state },
   };
 }

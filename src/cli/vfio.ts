@@ -5,7 +5,7 @@
  * function. Exit status: 0 success, 1 the operation failed (one line on
  * stderr with the errno code and the hint), 2 usage error.
  */
-import { existsSync, writeFileSync } from 'node:fs';
+import { existsSync, readFileSync, writeFileSync } from 'node:fs';
 import { constants } from 'node:os';
 import { parseArgs } from 'node:util';
 import { VfioError } from '../errors.js';
@@ -15,6 +15,8 @@ import { isEntryPoint } from './entry.js';
 import { openDevice } from '../vfio/open.js';
 import { captureDisplay, type DisplayCapture } from '../vfio/display.js';
 import { SysRoot, iommuGroups, type IommuGroup } from '../mdev/sysfs.js';
+import { migrate, type Migration } from '../vfio/migration.js';
+import type { Device } from '../vfio/device.js';
 
 /** Where a command writes. @internal */
 export interface CliIo {
@@ -65,6 +67,7 @@ const OPTION_SPECS = {
   timeout: { type: 'string', value: 'S', help: 'seconds to wait for the kernel' },
   backend: { type: 'string', value: 'B', help: 'group (container + group fd) or cdev (iommufd + device cdev); default: cdev for a cdev path, else group' },
   output: { type: 'string', short: 'o', value: 'FILE', help: 'the file to write (screenshot: default screenshot.png)' },
+  precopy: { type: 'boolean', help: 'stream PRE_COPY data first, while the device still runs (where it offers PRE_COPY)' },
 } satisfies Record<string, OptionSpec>;
 
 /** The name of an option, without the dashes. @internal */
@@ -164,6 +167,15 @@ export const screenshotJson = (device: string, backend: string, file: string, c:
   source: c.source,
 });
 
+/** The device's migration interface, or a clear error for a device without one. */
+function requireMigration(d: Device): Migration {
+  const m = d.migration;
+  if (m === null) {
+    throw new VfioError({ code: 'EOPNOTSUPP', errno: constants.errno.EOPNOTSUPP, operation: 'migrate', message: `EOPNOTSUPP: ${d.name} (${d.driver ?? 'unknown driver'}) does not support migration (its VFIO_DEVICE_FEATURE MIGRATION does not answer)` });
+  }
+  return m;
+}
+
 /** The command table. @internal */
 export const COMMANDS: Command[] = [
   {
@@ -213,7 +225,85 @@ export const COMMANDS: Command[] = [
       lines.push(table(['REGION', 'NAME', 'SIZE', 'OFFSET', 'FLAGS', 'CAPS'], regionRows));
       const irqRows = info.irqs.map((i) => ('error' in i ? [String(i.index), '-', '-', i.error] : [String(i.index), i.name, String(i.count), i.flagNames.join('|') || '-']));
       lines.push(table(['IRQ', 'NAME', 'COUNT', 'FLAGS'], irqRows));
+      lines.push(info.migration === null ? 'migration: none\n' : `migration: ${info.migration.flags.join('|')}, state ${info.migration.state}\n`);
       ctx.print(lines.join('\n'));
+    },
+  },
+  {
+    name: 'migrate save',
+    args: ['<device>'],
+    options: ['output', 'precopy', 'backend', 'json'],
+    summary: 'save a device\'s migration state (VFIO migration v2) to a file; the device runs on afterwards',
+    async run(ctx) {
+      const spec = ctx.args[0]!;
+      const file = ctx.values.output as string | undefined;
+      if (file === undefined || file === '') throw new UsageError('--output FILE is needed: where to write the state');
+      const backend = backendOption(ctx, spec);
+      const opened = openDevice(spec, { backend, root: ctx.sys.path('/') });
+      let out;
+      try {
+        const m = requireMigration(opened.device);
+        const dataSize = m.dataSize();
+        const bytes = await m.saveToBuffer({ precopy: ctx.values.precopy === true, then: 'RUNNING' });
+        writeFileSync(file, bytes);
+        out = { device: opened.device.name, backend, file, bytes: bytes.length, dataSize: dataSize.toString(), state: m.state };
+      } finally {
+        opened.close();
+      }
+      if (ctx.values.json) return ctx.print(json(out));
+      ctx.print(`${file}: ${out.bytes} bytes of ${out.device}'s state (the kernel estimated ${out.dataSize}); the device is ${out.state}\n`);
+    },
+  },
+  {
+    name: 'migrate load',
+    args: ['<device>', '<file>'],
+    options: ['backend', 'json'],
+    summary: 'load a saved migration state into a device and run it',
+    async run(ctx) {
+      const [spec, file] = ctx.args as [string, string];
+      const data = readFileSync(file);
+      const backend = backendOption(ctx, spec);
+      const opened = openDevice(spec, { backend, root: ctx.sys.path('/') });
+      let out;
+      try {
+        const m = requireMigration(opened.device);
+        const r = await m.load(data, { resume: true });
+        out = { device: opened.device.name, backend, file, bytes: r.bytes, state: m.state };
+      } finally {
+        opened.close();
+      }
+      if (ctx.values.json) return ctx.print(json(out));
+      ctx.print(`${out.device}: loaded ${out.bytes} bytes from ${file}; the device is ${out.state}\n`);
+    },
+  },
+  {
+    name: 'migrate',
+    args: ['<source>', '<target>'],
+    options: ['precopy', 'backend', 'json'],
+    summary: 'move a device\'s state into another (source left stopped, target running), reporting the downtime',
+    async run(ctx) {
+      const [srcSpec, dstSpec] = ctx.args as [string, string];
+      const backend = backendOption(ctx, srcSpec);
+      const root = ctx.sys.path('/');
+      const src = openDevice(srcSpec, { backend, root });
+      let out;
+      try {
+        const dst = openDevice(dstSpec, { backend, root });
+        try {
+          requireMigration(src.device);
+          requireMigration(dst.device);
+          const r = await migrate(src.device, dst.device, ctx.values.precopy === true ? { precopy: true } : {});
+          out = { source: src.device.name, target: dst.device.name, backend, ...r };
+        } finally {
+          dst.close();
+        }
+      } finally {
+        src.close();
+      }
+      if (ctx.values.json) return ctx.print(json(out));
+      ctx.print(
+        `${out.source} → ${out.target}: ${out.bytes} bytes (${out.precopyBytes} before stopping, ${out.precopyRounds} pre-copy round(s)), downtime ${out.downtimeMs.toFixed(3)} ms, total ${out.totalMs.toFixed(3)} ms; source ${out.sourceState}, target ${out.targetState}\n`,
+      );
     },
   },
   {

@@ -18,6 +18,7 @@ import { toU64 } from '../resource.js';
 import type { Hwpt, HwInfo, Ioas } from '../iommufd/iommufd.js';
 import type { Type1Info } from '../uapi/vfio.js';
 import { IOMMU_HW_CAP_DIRTY_TRACKING, IOMMU_HWPT_ALLOC_DIRTY_TRACKING } from '../uapi/constants.js';
+import { MAX_LOGGING_RANGES, checkLoggingRanges, type LoggingRange } from './logging.js';
 
 const OP_MAP = 'DmaMapper map';
 const OP_UNMAP = 'DmaMapper unmap';
@@ -779,17 +780,36 @@ export type DirtyProbe =
       detail: string;
     };
 
+/** The live mappings as logging ranges: sorted, adjacent ones merged, one range over all when more than 256 remain. */
+function liveRanges(mappings: readonly DmaMapping[]): LoggingRange[] {
+  const sorted = [...mappings].sort((a, b) => (a.iova < b.iova ? -1 : a.iova > b.iova ? 1 : 0));
+  const out: { iova: bigint; length: bigint }[] = [];
+  for (const m of sorted) {
+    const last = out.at(-1);
+    if (last && last.iova + last.length === m.iova) last.length += m.size;
+    else out.push({ iova: m.iova, length: m.size });
+  }
+  if (out.length === 0) throw new RangeError('no live mappings to log: map something first, or pass ranges');
+  if (out.length > MAX_LOGGING_RANGES) {
+    const end = out.at(-1)!.iova + out.at(-1)!.length;
+    return [{ iova: out[0]!.iova, length: end - out[0]!.iova }];
+  }
+  return out;
+}
+
 /**
  * Dirty-page tracking over the mapper's space: type1's VFIO_IOMMU_DIRTY_PAGES
  * (the container's MIGRATION capability), or an iommufd HWPT allocated with
  * IOMMU_HWPT_ALLOC_DIRTY_TRACKING that the devices are attached to while
- * tracking. probe() says honestly whether it works, with the kernel's errno
- * when it does not.
+ * tracking (start()); or the devices' own DMA logging (startDevice()). probe()
+ * says honestly whether the IOMMU's works, with the kernel's errno when it does not.
  */
 export class DirtyTracking {
   readonly #mapper: DmaMapper;
   readonly #devices: readonly Device[];
   #active = false;
+  /** Whether the active tracker is the devices' own DMA logging (startDevice) rather than the IOMMU's. */
+  #deviceLog = false;
   #hwpt: Hwpt | null = null;
   #pageSize = PAGE;
 
@@ -802,6 +822,46 @@ export class DirtyTracking {
   /** Whether tracking is started. */
   get active(): boolean {
     return this.#active;
+  }
+
+  /** Which tracker is active: 'iommu' (type1 or iommufd, from start()), 'device' (startDevice()), or null. */
+  get tracker(): 'iommu' | 'device' | null {
+    return this.#active ? (this.#deviceLog ? 'device' : 'iommu') : null;
+  }
+
+  /**
+   * Starts device-side DMA logging (VFIO_DEVICE_FEATURE_DMA_LOGGING_START) on
+   * every device given in {@link DmaMapperOptions.devices}: the device itself
+   * logs the pages it writes, whatever the IOMMU can do. `ranges` default to
+   * the mapper's live mappings, adjacent ones merged (one range over all of
+   * them when more than 256 remain). The ranges are checked before the
+   * syscall (see {@link checkLoggingRanges}); a device that fails stops the
+   * ones already started. Does nothing when started.
+   *
+   * @returns the page size the devices log at
+   * @throws RangeError for bad ranges, or none to log; {@link VfioError} EINVAL
+   *   without devices, the kernel's error (ENOTTY: no DMA logging) otherwise
+   */
+  startDevice(options: { ranges?: readonly LoggingRange[]; pageSize?: bigint | number } = {}): bigint {
+    if (this.#active) return this.#pageSize;
+    if (this.#devices.length === 0) throw invalid('device DMA logging needs the devices: pass them as DmaMapperOptions.devices', 'dirty tracking');
+    const ranges = options.ranges ?? liveRanges(this.#mapper.mappings());
+    let pageSize = toU64(options.pageSize ?? PAGE, 'pageSize');
+    checkLoggingRanges(ranges, pageSize);
+    const started: Device[] = [];
+    try {
+      for (const d of this.#devices) {
+        pageSize = d.dmaLoggingStart(ranges, pageSize);
+        started.push(d);
+      }
+    } catch (e) {
+      for (const d of started) d.dmaLoggingStop();
+      throw e;
+    }
+    this.#pageSize = pageSize;
+    this.#deviceLog = true;
+    this.#active = true;
+    return pageSize;
   }
 
   /** The HWPT tracking on iommufd while active, else null. */
@@ -908,7 +968,10 @@ export class DirtyTracking {
   stop(): void {
     if (!this.#active) return;
     const t1 = this.#type1();
-    if (t1) {
+    if (this.#deviceLog) {
+      for (const d of this.#devices) if (!d.closed) d.dmaLoggingStop();
+      this.#deviceLog = false;
+    } else if (t1) {
       native().iommuDirtyPages(t1.handle('dirty pages stop'), 2);
     } else {
       const ioas = this.#requireIoas();
@@ -931,6 +994,16 @@ export class DirtyTracking {
    */
   bitmap(iova: bigint | number, size: bigint | number, pageSize: bigint | number = this.#pageSize): Buffer {
     if (!this.#active) throw new VfioError({ code: 'EINVAL', errno: EINVAL, operation: 'dirty bitmap', message: 'EINVAL: dirty tracking is not started' });
+    if (this.#deviceLog) {
+      // Each device reports (and clears) its own log: the union is what was written.
+      let out: Buffer | null = null;
+      for (const d of this.#devices) {
+        const b = d.dmaLoggingReport(iova, size, pageSize);
+        if (out === null) out = b;
+        else for (let i = 0; i < out.length; i++) out[i]! |= b[i]!;
+      }
+      return out!;
+    }
     const t1 = this.#type1();
     if (t1) return native().iommuDirtyPages(t1.handle('dirty bitmap'), 4, toU64(iova, 'iova'), toU64(size, 'size'), toU64(pageSize, 'pageSize'));
     return this.#hwpt!.dirtyBitmap(iova, size, pageSize);

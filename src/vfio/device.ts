@@ -6,8 +6,11 @@
 import { fstatSync, readFileSync, realpathSync } from 'node:fs';
 import { basename } from 'node:path';
 import { VfioError } from '../errors.js';
-import { Interrupts } from './interrupts.js';
+import { Interrupts, type InterruptEvent } from './interrupts.js';
 import { MappedRegion, Region, type MmapOptions } from './region.js';
+import { Migration } from './migration.js';
+import { EventEmitter } from 'node:events';
+import { checkLoggingRanges, type LoggingRange } from '../dma/logging.js';
 import type { Hwpt, IommuFd, Ioas } from '../iommufd/iommufd.js';
 import { native, type NativeFd, type NativeFdKey, type NativeMapping } from '../native.js';
 import { boundDriver, checkDmabufReexport } from './quirks.js';
@@ -31,6 +34,8 @@ import {
   VFIO_IRQ_SET_DATA_EVENTFD,
   VFIO_IRQ_SET_DATA_NONE,
   VFIO_PCI_CONFIG_REGION_INDEX,
+  VFIO_PCI_ERR_IRQ_INDEX,
+  VFIO_PCI_REQ_IRQ_INDEX,
   VFIO_REGION_INFO_FLAG_MMAP,
   VFIO_REGION_INFO_FLAG_WRITE,
 } from '../uapi/constants.js';
@@ -140,6 +145,25 @@ export interface SetIrqsOptions {
       };
 }
 
+/** The device events of {@link Device.on}. */
+export type DeviceEvent = 'request' | 'error-irq';
+
+/** What a 'request' or 'error-irq' listener gets. */
+export interface DeviceEventInfo {
+  /** Which event. */
+  event: DeviceEvent;
+  /** The device's name. */
+  device: string;
+  /** Signals since the last delivery (the eventfd counter). */
+  count: number;
+}
+
+function eventIndex(event: DeviceEvent): number {
+  if (event === 'request') return VFIO_PCI_REQ_IRQ_INDEX;
+  if (event === 'error-irq') return VFIO_PCI_ERR_IRQ_INDEX;
+  throw new TypeError(`event must be 'request' or 'error-irq', got ${String(event)}`);
+}
+
 /** Which plane {@link Device.queryGfxPlane} asks about. */
 export interface GfxPlaneQueryOptions {
   /** 'region' (mdpy) or 'dmabuf' (mbochs). */
@@ -247,6 +271,11 @@ export class Device extends Resource {
 
   #devid: number | null = null;
   #attached: Ioas | Hwpt | null = null;
+  /** undefined: not asked yet; null: the device has no migration. */
+  #migration: Migration | null | undefined;
+  /** 'request' and 'error-irq' listeners, and the IRQ each is wired to while it has any. */
+  readonly #events = new EventEmitter();
+  readonly #eventIrqs = new Map<DeviceEvent, Interrupts>();
 
   /** @internal Use Group.openDevice(), Device.openCdev() or openDevice(). */
   constructor(name: string, fd: NativeFd, backend: Backend) {
@@ -836,8 +865,133 @@ export class Device extends Resource {
     return d;
   }
 
+  /** @internal Makes `r` (a migration data fd) close before this device. */
+  own(r: Resource): void {
+    this.adopt(r);
+  }
+
+  /**
+   * The device's migration v2 interface, or null when its MIGRATION feature
+   * does not answer (mdpy, mbochs, vfio-pci devices without a variant driver).
+   * Asked of the kernel once.
+   */
+  get migration(): Migration | null {
+    this.ensureOpen('migration');
+    if (this.#migration === undefined) {
+      if (this.backend === 'cdev' && this.#devid === null) return null; // an unbound cdev answers nothing yet
+      const flags = Migration.probe(this);
+      this.#migration = flags === null ? null : new Migration(this, flags);
+    }
+    return this.#migration;
+  }
+
+  /**
+   * VFIO_DEVICE_FEATURE DMA_LOGGING_START: the device logs the pages it writes
+   * by DMA within `ranges`. The ranges are checked first (page-aligned, not
+   * overlapping, at most 256, no wrap past 2^64), so a bad set never reaches
+   * the kernel.
+   *
+   * @param ranges - IOVA ranges in bytes
+   * @param pageSize - the granule the device should log at (a power of two ≥ 4096)
+   * @returns the page size the device chose (it may differ)
+   * @throws RangeError for bad ranges; {@link VfioError} ENOTTY where the device does no DMA logging
+   */
+  dmaLoggingStart(ranges: readonly LoggingRange[], pageSize: bigint | number = 4096n): bigint {
+    const { bytes, pageSize: ps } = checkLoggingRanges(ranges, pageSize);
+    return native().deviceDmaLoggingStart(this.handle('dma logging start'), ps, bytes);
+  }
+
+  /** VFIO_DEVICE_FEATURE DMA_LOGGING_STOP. */
+  dmaLoggingStop(): void {
+    native().deviceDmaLoggingStop(this.handle('dma logging stop'));
+  }
+
+  /**
+   * VFIO_DEVICE_FEATURE DMA_LOGGING_REPORT: the pages of [iova, iova + length)
+   * the device wrote since the last report (the device's log is cleared for them).
+   *
+   * @returns one bit per page, least significant bit of byte 0 first
+   */
+  dmaLoggingReport(iova: bigint | number, length: bigint | number, pageSize: bigint | number = 4096n): Buffer {
+    return native().deviceDmaLoggingReport(this.handle('dma logging report'), toU64(iova, 'iova'), toU64(length, 'length'), toU64(pageSize, 'pageSize'));
+  }
+
+  /**
+   * Listens for the kernel's request to release the device ('request': the REQ
+   * IRQ, signalled when the device is being unbound or unplugged; close the
+   * device to let that finish) or for an error the device reported ('error-irq':
+   * the ERR IRQ, offered by vfio-pci on PCIe functions only). The IRQ is enabled
+   * with the first listener and disabled after the last is removed; it does
+   * not keep the process alive.
+   *
+   * @throws {@link VfioError} ERR_VFIO_IRQ_NOT_OFFERED when the device has no such IRQ
+   *   (ERR on conventional PCI, either on an mdev), with the reason
+   */
+  on(event: DeviceEvent, listener: (e: DeviceEventInfo) => void): this {
+    const index = eventIndex(event);
+    this.ensureOpen(`on('${event}')`);
+    if (!this.#eventIrqs.has(event)) {
+      let count = 0;
+      try {
+        count = this.irqInfo(index).count;
+      } catch (e) {
+        if (!(e instanceof VfioError) || e.code !== 'EINVAL') throw e;
+      }
+      if (count === 0) {
+        throw new VfioError({
+          code: 'ERR_VFIO_IRQ_NOT_OFFERED',
+          errno: 0,
+          operation: `on('${event}')`,
+          message: `ERR_VFIO_IRQ_NOT_OFFERED: ${this.describe()} offers no ${event === 'request' ? 'REQ' : 'ERR'} IRQ (index ${index})`,
+          hint:
+            event === 'error-irq'
+              ? 'vfio-pci offers the ERR IRQ only on PCIe functions (AER); this device is conventional PCI or not a vfio-pci device'
+              : 'the REQ IRQ comes from vfio-pci; mdev drivers do not implement it (they block the unbinding instead)',
+        });
+      }
+      const irqs = this.enableInterrupts(index).unref();
+      irqs.on('interrupt', (e: InterruptEvent) => this.#events.emit(event, { event, device: this.name, count: e.count } satisfies DeviceEventInfo));
+      this.#eventIrqs.set(event, irqs);
+    }
+    this.#events.on(event, listener);
+    return this;
+  }
+
+  /** Removes a listener added with {@link Device.on}; the IRQ is disabled with the last one. */
+  off(event: DeviceEvent, listener: (e: DeviceEventInfo) => void): this {
+    eventIndex(event);
+    this.#events.off(event, listener);
+    if (this.#events.listenerCount(event) === 0) {
+      const irqs = this.#eventIrqs.get(event);
+      this.#eventIrqs.delete(event);
+      if (irqs && !this.closed) irqs.close();
+    }
+    return this;
+  }
+
+  /**
+   * Closes the device when the kernel asks for it back (the REQ IRQ), so an
+   * unbind or unplug does not wait on this process. `then` runs after the close.
+   * Returns a function that undoes it.
+   */
+  closeOnRequest(then?: (e: DeviceEventInfo) => void): () => void {
+    const listener = (e: DeviceEventInfo): void => {
+      // Not from inside the eventfd's own callback: on the next turn.
+      setImmediate(() => {
+        this.close();
+        then?.(e);
+      });
+    };
+    this.on('request', listener);
+    return () => {
+      if (!this.closed) this.off('request', listener);
+    };
+  }
+
   protected release(): void {
     this.revokeViews();
+    this.#eventIrqs.clear();
+    this.#events.removeAllListeners();
     for (const irq of [...this.#irqs.values()]) irq.close();
     this.#irqs.clear();
     this.#fd.close();

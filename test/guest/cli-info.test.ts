@@ -24,7 +24,8 @@ describe('vfio info --json', () => {
   it('describes mtty-2: top level, regions as decimal strings, irqs with EINVAL entries', async () => {
     const uuid = created['mtty-2']!;
     const j = await info(uuid);
-    expect(Object.keys(j)).toEqual(['device', 'backend', 'flags', 'flagNames', 'numRegions', 'numIrqs', 'regions', 'irqs']);
+    expect(Object.keys(j)).toEqual(['device', 'backend', 'flags', 'flagNames', 'numRegions', 'numIrqs', 'regions', 'irqs', 'migration']);
+    expect(j.migration).toEqual({ flags: ['STOP_COPY', 'P2P', 'PRE_COPY'], state: 'RUNNING' });
     expect(j).toMatchObject({ device: uuid, backend: 'group', flags: 2, flagNames: ['PCI'], numRegions: 9, numIrqs: 5 });
     expect(j.regions[0]).toEqual({ index: 0, name: 'BAR0', flags: 3, flagNames: ['READ', 'WRITE'], size: '8', offset: '0', caps: [] });
     expect(j.regions[7]).toMatchObject({ name: 'CONFIG', size: '255', offset: String(7n << 40n) });
