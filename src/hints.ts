@@ -32,7 +32,7 @@ const RULES: HintRule[] = [
   },
   {
     when: (c) => c.code === 'ENOMEM' && op(c, 'migration data write'),
-    hint: 'too much data: the stream is longer than this device\'s state (saved from a larger device, or corrupted)',
+    hint: 'too much data: the stream is longer than this device\'s state (saved from a device with more state, such as more ports, or corrupted)',
   },
   {
     when: (c) => c.code === 'ENODEV' && op(c, 'migration data read'),

@@ -44,6 +44,8 @@ export {
   type LoadOptions,
   type MigrateOptions,
   type MigrateResult,
+  type PrecopyInfo,
+  type LoadResult,
 } from './vfio/migration.js';
 export { checkLoggingRanges, loggedPages, MAX_LOGGING_RANGES, type LoggingRange } from './dma/logging.js';
 export { IommuFd, Ioas, Hwpt, IOMMUFD_PATH, type HwInfo } from './iommufd/iommufd.js';

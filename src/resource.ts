@@ -22,6 +22,8 @@ export abstract class Resource {
   protected abstract describe(): string;
   /** Releases this object's own fds and memory; called once, after its dependents closed. */
   protected abstract release(): void;
+  /** Runs once, first thing in close(), while this object is still open (its failures are ignored). */
+  protected beforeClose(): void {}
 
   /** Whether `close()` has been called; every other method then throws {@link ERR_VFIO_CLOSED}. */
   get closed(): boolean {
@@ -66,6 +68,11 @@ export abstract class Resource {
    */
   close(): void {
     if (this.#closed) return;
+    try {
+      this.beforeClose();
+    } catch {
+      // a last call that fails does not stop the close
+    }
     this.#closed = true;
     let first: unknown;
     for (const d of [...this.#dependents].reverse()) {

@@ -7,7 +7,9 @@ import { toU64 } from '../resource.js';
 
 /** One IOVA range to log, in bytes. */
 export interface LoggingRange {
+  /** The first IOVA, a multiple of the page size. */
   iova: bigint | number;
+  /** Bytes, a non-zero multiple of the page size. */
   length: bigint | number;
 }
 
@@ -25,7 +27,15 @@ const U64_END = 1n << 64n;
  * @throws RangeError naming the first bad range and why
  * @throws TypeError for a value that is not a number or bigint
  */
-export function checkLoggingRanges(ranges: readonly LoggingRange[], pageSize: bigint | number): { bytes: Buffer; pageSize: bigint } {
+export function checkLoggingRanges(
+  ranges: readonly LoggingRange[],
+  pageSize: bigint | number,
+): {
+  /** The ranges as the kernel's array, sorted by IOVA. */
+  bytes: Buffer;
+  /** The page size, checked. */
+  pageSize: bigint;
+} {
   if (!Array.isArray(ranges)) throw new TypeError('ranges must be an array of { iova, length }');
   const ps = toU64(pageSize, 'pageSize');
   if (ps < 4096n || (ps & (ps - 1n)) !== 0n) throw new RangeError(`pageSize must be a power of two of at least 4096, got ${ps}`);

@@ -988,6 +988,10 @@ export class Device extends Resource {
     };
   }
 
+  protected override beforeClose(): void {
+    this.#migration?.beforeClose();
+  }
+
   protected release(): void {
     this.revokeViews();
     this.#eventIrqs.clear();

@@ -10,9 +10,11 @@ import { VfioError } from '../errors.js';
 import { native, type NativeFd } from '../native.js';
 import { Resource } from '../resource.js';
 import { MIG_STATE_NAMES, VFIO_DEVICE_FEATURE_MIGRATION, VFIO_DEVICE_FEATURE_MIG_DATA_SIZE, VFIO_DEVICE_FEATURE_MIG_DEVICE_STATE, VFIO_MIGRATION_P2P, VFIO_MIGRATION_PRE_COPY, VFIO_MIGRATION_STOP_COPY } from '../uapi/constants.js';
-import { decodeMigDataSize, decodeMigrationFeature, decodeMigState, decodePrecopyInfo } from '../uapi/vfio.js';
+import { decodePrecopyInfo } from '../uapi/vfio.js';
+import { view } from '../uapi/binary.js';
 import { LAYOUTS } from '../uapi/layouts.js';
 import type { Device } from './device.js';
+import { checkMigrationLeave, resetMigrationBeforeClose } from './quirks.js';
 
 /** A migration state (enum vfio_device_mig_state), by name. */
 export type MigrationState = 'ERROR' | 'STOP' | 'RUNNING' | 'STOP_COPY' | 'RESUMING' | 'RUNNING_P2P' | 'PRE_COPY' | 'PRE_COPY_P2P';
@@ -158,7 +160,7 @@ export class MigrationData extends Resource {
   }
 
   /** VFIO_MIG_GET_PRECOPY_INFO: what is left to read in PRE_COPY. */
-  precopyInfo(): { initialBytes: bigint; dirtyBytes: bigint } {
+  precopyInfo(): PrecopyInfo {
     this.ensureOpen('precopy info');
     return decodePrecopyInfo(native().migPrecopyInfo(this.#fd));
   }
@@ -166,6 +168,14 @@ export class MigrationData extends Resource {
   protected release(): void {
     this.#fd.close();
   }
+}
+
+/** What VFIO_MIG_GET_PRECOPY_INFO reports in PRE_COPY. */
+export interface PrecopyInfo {
+  /** Bytes of the initial state still to read. */
+  initialBytes: bigint;
+  /** Bytes of state the device changed since, still to read. */
+  dirtyBytes: bigint;
 }
 
 /** Options of {@link Migration.save}. */
@@ -176,6 +186,12 @@ export interface SaveOptions {
   then?: 'STOP' | 'RUNNING';
   /** Bytes per read (default 1 MiB). */
   chunkSize?: number;
+}
+
+/** What {@link Migration.load} did. */
+export interface LoadResult {
+  /** Bytes written to the device. */
+  bytes: number;
 }
 
 /** Options of {@link Migration.load}. */
@@ -195,6 +211,8 @@ export class Migration {
   /** What the device's MIGRATION feature reported. */
   readonly flags: MigrationFlags;
   #data: MigrationData | null = null;
+  /** This object entered RESUMING and the device has not left it since (see checkMigrationLeave). */
+  #resuming = false;
 
   /** @internal */
   constructor(device: Device, raw: bigint) {
@@ -211,7 +229,7 @@ export class Migration {
   /** @internal The MIGRATION feature's flags, or null where the device has no migration. */
   static probe(device: Device): bigint | null {
     try {
-      return decodeMigrationFeature(device.featureGet(VFIO_DEVICE_FEATURE_MIGRATION, LAYOUTS.vfio_device_feature_migration.size)).flags;
+      return view(device.featureGet(VFIO_DEVICE_FEATURE_MIGRATION, LAYOUTS.vfio_device_feature_migration.size), 'vfio_device_feature_migration').u64('flags');
     } catch (e) {
       const code = (e as VfioError).code;
       if (code === 'ENOTTY' || code === 'EINVAL' || code === 'EOPNOTSUPP') return null;
@@ -221,8 +239,8 @@ export class Migration {
 
   /** The current state (MIG_DEVICE_STATE GET), read from the kernel each time. */
   get state(): MigrationState | `STATE${number}` {
-    const buf = this.#device.featureGet(VFIO_DEVICE_FEATURE_MIG_DEVICE_STATE, LAYOUTS.vfio_device_feature_mig_state.size);
-    return stateName(decodeMigState(buf).deviceState);
+    const payload = this.#device.featureGet(VFIO_DEVICE_FEATURE_MIG_DEVICE_STATE, LAYOUTS.vfio_device_feature_mig_state.size);
+    return stateName(view(payload, 'vfio_device_feature_mig_state').u32('device_state'));
   }
 
   /** The data fd of the current saving or resuming session, if any. */
@@ -244,7 +262,9 @@ export class Migration {
   setState(state: MigrationState): MigrationData | null {
     const why = refusal(state, this.flags.raw);
     if (why !== null) throw new VfioError({ code: 'ERR_VFIO_MIGRATION_STATE', errno: 0, operation: 'migration state', message: `ERR_VFIO_MIGRATION_STATE: ${why}` });
+    if (state !== 'RESUMING' && this.#device.driver === 'mtty' && !this.#resuming) checkMigrationLeave(this.#device.driver, this.state, false);
     const r = native().deviceMigState(this.#device.handle('migration state'), MIGRATION_STATES[state]);
+    this.#resuming = r.state === MIGRATION_STATES.RESUMING || (state === 'RESUMING' && r.data !== null) || (this.#resuming && state === 'RESUMING');
     if (r.data === null) return null;
     const d = new MigrationData(r.data, this.#device.name);
     this.#device.own(d);
@@ -255,7 +275,7 @@ export class Migration {
 
   /** MIG_DATA_SIZE: the kernel's estimate of the STOP_COPY stream's length, in bytes. */
   dataSize(): bigint {
-    return decodeMigDataSize(this.#device.featureGet(VFIO_DEVICE_FEATURE_MIG_DATA_SIZE, LAYOUTS.vfio_device_feature_mig_data_size.size)).stopCopyLength;
+    return view(this.#device.featureGet(VFIO_DEVICE_FEATURE_MIG_DATA_SIZE, LAYOUTS.vfio_device_feature_mig_data_size.size), 'vfio_device_feature_mig_data_size').u64('stop_copy_length');
   }
 
   /**
@@ -263,7 +283,7 @@ export class Migration {
    *
    * @throws {@link VfioError} EINVAL outside PRE_COPY
    */
-  precopyInfo(): { initialBytes: bigint; dirtyBytes: bigint } {
+  precopyInfo(): PrecopyInfo {
     const d = this.data;
     if (!d) throw new VfioError({ code: 'EINVAL', errno: EINVAL, operation: 'VFIO_MIG_GET_PRECOPY_INFO', message: 'EINVAL: no migration data session is open: setState(\'PRE_COPY\') first' });
     return d.precopyInfo();
@@ -319,6 +339,7 @@ export class Migration {
    *   stream's 'error': a {@link MigrationError} naming the state the device was left in.
    */
   save(options: SaveOptions = {}): Readable {
+    if (typeof options !== 'object' || options === null) throw new TypeError('options must be an object');
     const precopy = options.precopy === true;
     const then = options.then ?? 'STOP';
     const chunk = options.chunkSize ?? CHUNK;
@@ -386,8 +407,9 @@ export class Migration {
   /** {@link Migration.save} collected into one Buffer. */
   async saveToBuffer(options: SaveOptions = {}): Promise<Buffer> {
     const parts: Buffer[] = [];
+    const stream = this.save(options); // bad options throw here, before anything happens
     try {
-      for await (const b of this.save(options)) parts.push(b as Buffer);
+      for await (const b of stream) parts.push(b as Buffer);
     } catch (e) {
       throw this.failed(e, 'migration save');
     }
@@ -403,9 +425,12 @@ export class Migration {
    *   for a stream from an incompatible device, ENOMEM for too much data, EINVAL
    *   (on leaving RESUMING) for too little
    */
-  async load(source: Readable | AsyncIterable<Uint8Array> | Uint8Array, options: LoadOptions = {}): Promise<{ bytes: number }> {
+  async load(source: Readable | AsyncIterable<Uint8Array> | Uint8Array, options: LoadOptions = {}): Promise<LoadResult> {
     const why = refusal('RESUMING', this.flags.raw);
     if (why !== null) throw new VfioError({ code: 'ERR_VFIO_MIGRATION_STATE', errno: 0, operation: 'migration load', message: `ERR_VFIO_MIGRATION_STATE: ${why}` });
+    const iterable = (v: unknown): boolean => v !== null && typeof v === 'object' && (Symbol.asyncIterator in v || Symbol.iterator in v);
+    if (!(source instanceof Uint8Array) && !iterable(source)) throw new TypeError(`source must be a Uint8Array, a Readable or an (async) iterable of Uint8Array, got ${source === null ? 'null' : typeof source}`);
+    if (typeof options !== 'object' || options === null) throw new TypeError('options must be an object');
     let bytes = 0;
     try {
       const d = this.setState('RESUMING');
@@ -413,11 +438,20 @@ export class Migration {
       const put = async (b: Uint8Array): Promise<void> => {
         for (let off = 0; off < b.length; off += CHUNK) {
           const part = b.subarray(off, Math.min(b.length, off + CHUNK));
-          bytes += await d.write(part);
+          try {
+            bytes += await d.write(part);
+          } catch (e) {
+            throw this.#tooMuch(e, bytes, part.length);
+          }
         }
       };
       if (source instanceof Uint8Array) await put(source);
-      else for await (const b of source as AsyncIterable<Uint8Array | string>) await put(typeof b === 'string' ? Buffer.from(b) : b);
+      else
+        for await (const b of source as AsyncIterable<unknown>) {
+          if (typeof b === 'string') await put(Buffer.from(b));
+          else if (b instanceof Uint8Array) await put(b);
+          else throw new TypeError(`the stream gave a ${b === null ? 'null' : typeof b}, not bytes`);
+        }
       this.finishResume(bytes);
       if (options.resume === true) this.setState('RUNNING');
       this.#data?.close();
@@ -425,6 +459,26 @@ export class Migration {
       throw this.failed(e, 'migration load');
     }
     return { bytes };
+  }
+
+  /** An ENOMEM from a resume write, told in the stream's terms: what the device took, and its own state size. */
+  #tooMuch(e: unknown, took: number, offered: number): unknown {
+    if (!(e instanceof VfioError) || e.code !== 'ENOMEM') return e;
+    let size = '';
+    try {
+      size = `, its MIG_DATA_SIZE ${this.dataSize()}`;
+    } catch {
+      // the estimate is optional
+    }
+    return new VfioError({
+      code: 'ENOMEM',
+      errno: 12,
+      syscall: e.syscall,
+      operation: e.operation,
+      path: e.path,
+      message: `ENOMEM: the device took ${took} of ${took + offered} bytes offered and refused the rest${size}: the stream is longer than its state`,
+      cause: e,
+    });
   }
 
   /** @internal RESUMING → STOP, where the device checks it got its whole state (EINVAL: short data). */
@@ -460,7 +514,9 @@ export class Migration {
     this.#data = null;
     let s = this.#stateAfterFailure();
     if (s === 'RUNNING') return s;
-    if (s !== 'ERROR') {
+    // mtty in a RESUMING it cannot leave safely goes straight to the reset.
+    const trapped = this.#device.driver === 'mtty' && s === 'RESUMING' && !this.#resuming;
+    if (s !== 'ERROR' && !trapped) {
       try {
         this.setState('RUNNING');
         return this.state;
@@ -469,8 +525,19 @@ export class Migration {
       }
     }
     this.#device.reset();
+    this.#resuming = false;
     s = this.state;
     return s;
+  }
+
+  /** @internal Before the device closes: mtty keeps a non-RUNNING state across close, a trap for the next opener (see quirks.ts). */
+  beforeClose(): void {
+    try {
+      const s = this.state;
+      if (resetMigrationBeforeClose(this.#device.driver, s)) this.#device.reset();
+    } catch {
+      // closing anyway
+    }
   }
 }
 
@@ -498,8 +565,9 @@ export interface MigrateResult {
   downtimeMs: number;
   /** Milliseconds for the whole migration. */
   totalMs: number;
-  /** The states the two devices were left in. */
+  /** The state the source was left in. */
   sourceState: string;
+  /** The state the target was left in. */
   targetState: string;
 }
 
@@ -523,6 +591,9 @@ export async function migrate(source: Device, target: Device, options: MigrateOp
   const why = refusal('STOP_COPY', src.flags.raw) ?? refusal('RESUMING', dst.flags.raw) ?? (precopy ? refusal('PRE_COPY', src.flags.raw) : null);
   if (why !== null) throw new VfioError({ code: 'ERR_VFIO_MIGRATION_STATE', errno: 0, operation: 'migrate', message: `ERR_VFIO_MIGRATION_STATE: ${why}` });
   const maxRounds = options.maxPrecopyRounds ?? 8;
+  if (!Number.isInteger(maxRounds) || maxRounds < 0) throw new RangeError(`maxPrecopyRounds must be a whole number, got ${String(maxRounds)}`);
+  if (options.source !== undefined && options.source !== 'STOP' && options.source !== 'RUNNING') throw new TypeError(`source must be 'STOP' or 'RUNNING', got ${String(options.source)}`);
+  if (options.target !== undefined && options.target !== 'RUNNING' && options.target !== 'STOP') throw new TypeError(`target must be 'RUNNING' or 'STOP', got ${String(options.target)}`);
   const t0 = performance.now();
   let bytes = 0;
   let precopyBytes = 0;

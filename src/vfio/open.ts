@@ -26,6 +26,13 @@ export interface OpenDeviceOptions {
   backend?: BackendChoice;
   /** Root of /sys and /dev, for tests. */
   root?: string;
+  /**
+   * 'close': close everything this opened when the kernel asks for the device
+   * back (the REQ IRQ: an unbind or hot-unplug), so that the unbinding process
+   * does not wait on this one. Only vfio-pci devices offer the request; on
+   * others openDevice throws ERR_VFIO_IRQ_NOT_OFFERED (and closes what it opened).
+   */
+  onRequest?: 'close';
 }
 
 /** A device with its DMA space, from {@link openDevice}; close() closes everything in order. */
@@ -121,8 +128,13 @@ export function resolveDevice(spec: string, root = '/'): ResolvedDevice {
   };
 }
 
-function opened(o: Omit<OpenedDevice, 'close' | typeof Symbol.dispose>, close: () => void): OpenedDevice {
-  return { ...o, close, [Symbol.dispose]: close };
+function opened(o: Omit<OpenedDevice, 'close' | typeof Symbol.dispose>, close: () => void, options: OpenDeviceOptions): OpenedDevice {
+  const result = { ...o, close, [Symbol.dispose]: close };
+  if (options.onRequest === 'close') {
+    // Not from inside the eventfd's own callback: on the next turn.
+    o.device.on('request', () => setImmediate(close));
+  }
+  return result;
 }
 
 /**
@@ -147,6 +159,7 @@ export function openDevice(spec: string, options: OpenDeviceOptions = {}): Opene
   const r = resolveDevice(spec, root);
   let backend = options.backend ?? 'auto';
   if (backend !== 'group' && backend !== 'cdev' && backend !== 'auto') throw new TypeError(`backend must be 'group', 'cdev' or 'auto', got ${String(backend)}`);
+  if (options.onRequest !== undefined && options.onRequest !== 'close') throw new TypeError(`onRequest must be 'close', got ${String(options.onRequest)}`);
   if (backend === 'auto') backend = r.cdevPath && existsSync(join(root, IOMMUFD_PATH)) ? 'cdev' : 'group';
   if (backend === 'cdev') {
     if (!r.cdevPath) {
@@ -159,7 +172,7 @@ export function openDevice(spec: string, options: OpenDeviceOptions = {}): Opene
       iommufd.own(device);
       device.bind(iommufd);
       device.attach(ioas);
-      return opened({ device, dma: ioas, backend, iommufd, ioas }, () => iommufd.close());
+      return opened({ device, dma: ioas, backend, iommufd, ioas }, () => iommufd.close(), options);
     } catch (e) {
       iommufd.close();
       throw e;
@@ -172,7 +185,7 @@ export function openDevice(spec: string, options: OpenDeviceOptions = {}): Opene
     group.setContainer(container);
     container.setIommu();
     const device = group.openDevice(r.name);
-    return opened({ device, dma: container, backend, container, group }, () => container.close());
+    return opened({ device, dma: container, backend, container, group }, () => container.close(), options);
   } catch (e) {
     group?.close();
     container.close();

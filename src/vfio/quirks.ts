@@ -93,3 +93,27 @@ export function checkDmabufReexport(driver: string | null, id: number): void {
     hint: 'mbochs mishandles the references of a dma-buf exported twice (mbochs.c:907-924, 1177-1185): keep the first GfxDmabuf open while you need it; a new mode gets a new id',
   });
 }
+
+/**
+ * Throws ERR_VFIO_DRIVER_QUIRK before mtty is asked to leave RESUMING when
+ * this process did not open the resume session. mtty's close_device drops its
+ * resume file but keeps the state (mtty.c:1935-1943), and any arc out of
+ * RESUMING loads from that file (mtty_load_state, mtty.c:948-953): a NULL
+ * dereference that panics the kernel. The fuzzer found it (a device closed in
+ * RESUMING, opened again, asked for STOP). VFIO_DEVICE_RESET is safe: mtty's
+ * reset returns the state to RUNNING.
+ */
+export function checkMigrationLeave(driver: string | null, current: string, ownResumeSession: boolean): void {
+  if (driver !== 'mtty' || current !== 'RESUMING' || ownResumeSession) return;
+  throw new VfioError({
+    code: 'ERR_VFIO_DRIVER_QUIRK',
+    operation: 'migration state',
+    message: 'ERR_VFIO_DRIVER_QUIRK: refusing to take mtty out of a RESUMING state this process did not enter: mtty no longer has the resume file and would dereference NULL in the kernel',
+    hint: 'the device was closed while RESUMING; device.migration.recover() (a VFIO_DEVICE_RESET) returns it to RUNNING safely',
+  });
+}
+
+/** Whether closing a device with `driver` in migration state `state` must reset it first (see checkMigrationLeave). */
+export function resetMigrationBeforeClose(driver: string | null, state: string): boolean {
+  return driver === 'mtty' && state !== 'RUNNING';
+}

@@ -4,12 +4,12 @@
  * PRE_COPY, the devices without migration, device-side DMA logging, and the
  * CLI's `migrate` commands. Both backends.
  */
-import { spawn } from 'node:child_process';
-import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { spawn, spawnSync } from 'node:child_process';
+import { existsSync, mkdtempSync, readFileSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { Readable } from 'node:stream';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { allocDmaBuffer } from '../../src/dma/buffer.js';
 import { DmaMapper } from '../../src/dma/mapper.js';
 import { MigrationError, migrate } from '../../src/vfio/migration.js';
@@ -61,8 +61,9 @@ describe.each(['group', 'cdev'] as const)('migration on %s', (backend) => {
     created.push(u);
     return u;
   };
-  afterAll(() => {
-    for (const u of created) removeMdev(u);
+  // Each test closes what it opened; its mdevs go right after it (mtty has 24 ports in all).
+  afterEach(() => {
+    for (const u of created.splice(0)) removeMdev(u);
   });
   const open = (uuid: string): OpenedDevice => openDevice(uuid, { backend });
 
@@ -194,10 +195,21 @@ describe.each(['group', 'cdev'] as const)('migration on %s', (backend) => {
     const dst = open(mdev('mtty-1'));
     try {
       const saved = await src.device.migration!.saveToBuffer({ then: 'RUNNING' });
-      const err = await dst.device.migration!.load(saved).catch((e: unknown) => e);
+      const m = dst.device.migration!;
+      // In one write, mtty checks the length first: 96 bytes for a 60-byte state.
+      const err = await m.load(saved).catch((e: unknown) => e);
       expect(err).toBeInstanceOf(MigrationError);
-      expect(err).toMatchObject({ code: 'EFAULT', state: 'RESUMING', hint: expect.stringMatching(/not a stream from a compatible device/) });
-      expect(dst.device.migration!.recover()).toBe('RUNNING');
+      expect(err).toMatchObject({
+        code: 'ENOMEM',
+        state: 'RESUMING',
+        message: expect.stringMatching(/took 0 of 96 bytes.*MIG_DATA_SIZE 60/),
+        hint: expect.stringMatching(/too much data.*more ports/),
+      });
+      expect(m.recover()).toBe('RUNNING');
+      // Header first (as a stream arrives): mtty checks the header, whose port count differs.
+      const byParts = await m.load(Readable.from([saved.subarray(0, HEADER), saved.subarray(HEADER)])).catch((e: unknown) => e);
+      expect(byParts).toMatchObject({ code: 'EFAULT', state: 'RESUMING', hint: expect.stringMatching(/not a stream from a compatible device.*port count/) });
+      expect(m.recover()).toBe('RUNNING');
     } finally {
       src.close();
       dst.close();
@@ -224,6 +236,33 @@ describe.each(['group', 'cdev'] as const)('migration on %s', (backend) => {
     } finally {
       src.close();
       dst.close();
+    }
+  });
+
+  it('mtty left RESUMING without its file (closed by a process that died) is refused, not crashed; recover() resets it; our own close resets it', async () => {
+    const u = mdev('mtty-1');
+    const child = spawnSync(process.execPath, ['--import', 'tsx', 'test/guest/children/mig-resuming.ts', u, backend], { encoding: 'utf8' });
+    expect(child.stdout).toBe('resuming\n');
+    expect(child.status).toBe(3);
+    const o = open(u);
+    try {
+      const m = o.device.migration!;
+      expect(m.state).toBe('RESUMING');
+      // Leaving RESUMING would load from a file mtty no longer has: a NULL dereference in the kernel.
+      for (const s of ['STOP', 'RUNNING', 'STOP_COPY'] as const) {
+        expect(() => m.setState(s)).toThrow(expect.objectContaining({ code: 'ERR_VFIO_DRIVER_QUIRK', hint: expect.stringMatching(/recover\(\)/) }));
+      }
+      expect(m.recover()).toBe('RUNNING');
+      // Our own close of a device left RESUMING resets it first, so the next opener finds RUNNING.
+      m.setState('RESUMING');
+    } finally {
+      o.close();
+    }
+    const again = open(u);
+    try {
+      expect(again.device.migration!.state).toBe('RUNNING');
+    } finally {
+      again.close();
     }
   });
 
@@ -354,23 +393,50 @@ describe.each(['group', 'cdev'] as const)('the kernel\'s request to release edu,
     return { done: new Promise((resolve) => child.on('exit', (code) => resolve({ code, at: Date.now() }))) };
   }
 
-  it('with closeOnRequest, the event arrives and the unbind completes within a second', async () => {
-    const o = openDevice(addr, { backend });
+  it('with { onRequest: \'close\' }, the event arrives and the unbind completes within a second', async () => {
+    const o = openDevice(addr, { backend, onRequest: 'close' });
     try {
       const events: unknown[] = [];
-      const closed = new Promise<number>((resolve) => o.device.closeOnRequest((e) => (events.push(e), resolve(Date.now()))));
+      o.device.on('request', (e) => events.push(e));
       const t0 = Date.now();
       const { done } = unbindInChild();
-      const at = await closed;
       const r = await done;
       expect(events).toEqual([{ event: 'request', device: addr, count: expect.any(Number) }]);
       expect(o.device.closed).toBe(true);
+      expect((backend === 'group' ? o.container! : o.iommufd!).closed).toBe(true); // all of it
       expect(r.code).toBe(0);
       expect(r.at - t0).toBeLessThan(1000);
-      expect(at - t0).toBeLessThan(1000);
     } finally {
       o.close();
       rebind();
+    }
+  });
+
+  it('closeOnRequest() does the same for one device, and calls back after the close', async () => {
+    const o = openDevice(addr, { backend });
+    try {
+      const closed = new Promise<boolean>((resolve) => o.device.closeOnRequest(() => resolve(o.device.closed)));
+      const t0 = Date.now();
+      const { done } = unbindInChild();
+      expect(await closed).toBe(true);
+      const r = await done;
+      expect(r.code).toBe(0);
+      expect(r.at - t0).toBeLessThan(1000);
+    } finally {
+      o.close();
+      rebind();
+    }
+  });
+
+  it('{ onRequest: \'close\' } on a device that has no request IRQ (an mdev) is refused, with nothing left open', () => {
+    const before = readdirSync('/proc/self/fd').length;
+    const u = createMdev('mtty-1');
+    try {
+      expect(() => openDevice(u, { backend, onRequest: 'close' })).toThrow(expect.objectContaining({ code: 'ERR_VFIO_IRQ_NOT_OFFERED' }));
+      expect(() => openDevice(u, { backend, onRequest: 'later' as never })).toThrow(TypeError);
+      expect(readdirSync('/proc/self/fd').length).toBe(before);
+    } finally {
+      removeMdev(u);
     }
   });
 

@@ -122,3 +122,30 @@ describe('the native seam', () => {
     }
   });
 });
+
+describe('Migration argument checks', () => {
+  it('refuse bad arguments with TypeError or RangeError before any syscall', async () => {
+    const { Migration, migrate } = await import('../../src/vfio/migration.js');
+    // A device stand-in that fails any syscall-backed call loudly: nothing may reach it.
+    const calls: string[] = [];
+    const dev = new Proxy({ name: 'fake', driver: 'fake' } as Record<string, unknown>, {
+      get: (t, k) => (k in t ? t[k as string] : typeof k === 'string' ? (...a: unknown[]) => (calls.push(k), a.length, undefined) : undefined),
+    });
+    const m = new Migration(dev as never, 7n);
+    expect(() => m.save(null as never)).toThrow(TypeError);
+    expect(() => m.save({ then: 'PAUSED' as never })).toThrow(TypeError);
+    expect(() => m.save({ chunkSize: 0 })).toThrow(RangeError);
+    await expect(m.saveToBuffer({ chunkSize: -1 })).rejects.toThrow(RangeError);
+    await expect(m.load(42 as never)).rejects.toThrow(TypeError);
+    await expect(m.load(null as never)).rejects.toThrow(TypeError);
+    await expect(m.load(new Uint8Array(4), null as never)).rejects.toThrow(TypeError);
+    expect(() => m.setState('PAUSED' as never)).toThrow(expect.objectContaining({ code: 'ERR_VFIO_MIGRATION_STATE' }));
+    const pre = new Migration(dev as never, 1n);
+    expect(() => pre.save({ precopy: true })).toThrow(expect.objectContaining({ code: 'ERR_VFIO_MIGRATION_STATE', message: expect.stringMatching(/PRE_COPY/) }));
+    const withMig = { ...dev, migration: m, name: 'a' };
+    await expect(migrate(withMig as never, withMig as never, { maxPrecopyRounds: -1 })).rejects.toThrow(RangeError);
+    await expect(migrate(withMig as never, withMig as never, { source: 'GONE' as never })).rejects.toThrow(TypeError);
+    await expect(migrate({ name: 'x', driver: null, migration: null } as never, withMig as never)).rejects.toMatchObject({ code: 'ERR_VFIO_MIGRATION_STATE' });
+    expect(calls).toEqual([]);
+  });
+});

@@ -152,6 +152,8 @@ const widthOps = [1, 2, 4, 8] as const;
 
 // ---------------------------------------------------------------------------
 
+const MIG_STATES = ['ERROR', 'STOP', 'RUNNING', 'STOP_COPY', 'RESUMING', 'RUNNING_P2P', 'PRE_COPY', 'PRE_COPY_P2P'];
+
 export const DEVICE_OPS: OpDef[] = [
   // Opening -----------------------------------------------------------------
   {
@@ -320,6 +322,67 @@ export const DEVICE_OPS: OpDef[] = [
       }
     },
   },
+  // --- migration v2 and device DMA logging (issue 15) ---
+  {
+    name: 'device.migration.state',
+    on: 'device',
+    args: () => A(),
+    run: (_x, s) => s!.obj.migration?.state ?? null,
+  },
+  {
+    name: 'device.migration.setState',
+    on: 'device',
+    args: () => A(fc.oneof(fc.constantFrom(...MIG_STATES.map(str)), hostileString, wrongType)),
+    run: (_x, s, [st]) => s!.obj.migration?.setState(st) ?? null,
+  },
+  {
+    name: 'device.migration.save',
+    on: 'device',
+    args: () => A(opt(options({ precopy: fc.boolean().map(bool), then: fc.oneof(fc.constantFrom(str('STOP'), str('RUNNING')), hostileString), chunkSize: uint([1, 7, 24, 4096, 1 << 20]) }))),
+    run: async (_x, s, [o]) => {
+      const m = s!.obj.migration;
+      if (!m) return null;
+      return (await m.saveToBuffer(o)).length;
+    },
+  },
+  {
+    name: 'device.migration.load',
+    on: 'device',
+    args: () => A(bytesVal([0, 8, 24, 40, 60, 96, 200]), opt(options({ resume: fc.boolean().map(bool) }))),
+    run: async (_x, s, [data, o]) => {
+      const m = s!.obj.migration;
+      if (!m) return null;
+      return (await m.load(data, o)).bytes;
+    },
+  },
+  {
+    name: 'device.migration.recover',
+    on: 'device',
+    args: () => A(),
+    run: (_x, s) => s!.obj.migration?.recover() ?? null,
+  },
+  {
+    name: 'device.dmaLoggingStart',
+    on: 'device',
+    args: () =>
+      A(
+        fc.oneof(
+          fc.array(options({ iova: uint([0, 0x1000, 0x10000, 0x10800, 2 ** 52]), length: uint([0, 0x1000, 0x2000, 0x1800]) }), { maxLength: 4 }).map(arr),
+          wrongType,
+        ),
+        opt(uint([4096, 2048, 8192, 65536])),
+      ),
+    run: (_x, s, [ranges, ps]) => s!.obj.dmaLoggingStart(ranges, ps),
+  },
+  {
+    name: 'device.dmaLoggingReport',
+    on: 'device',
+    args: () => A(uint([0, 0x1000, 0x10000]), uint([0, 0x1000, 0x1800, 0x100000]), opt(uint([4096, 2048, 8192]))),
+    // The addon bounds the bitmap at 256 MiB; keep what the guest allocates small.
+    guard: (_x, _s, [, len, ps]) => ((asUint(len) ?? 0n) / ((asUint(ps) ?? 4096n) || 1n) > 1n << 24n ? 'a bitmap over 2 MiB' : null),
+    run: (_x, s, [iova, len, ps]) => s!.obj.dmaLoggingReport(iova, len, ps).length,
+  },
+  { name: 'device.dmaLoggingStop', on: 'device', args: () => A(), run: (_x, s) => s!.obj.dmaLoggingStop() },
   {
     name: 'device.queryGfxPlane',
     on: 'device',
