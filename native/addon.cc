@@ -156,9 +156,9 @@ Napi::Function FdHandle::Define(Napi::Env env) {
 FdHandle::FdHandle(const Napi::CallbackInfo& info) : Napi::ObjectWrap<FdHandle>(info) {
   // Only native code creates these (Create passes an External token).
   if (info.Length() != 1 || !info[0].IsExternal()) ThrowType(info.Env(), "FdHandle cannot be constructed from JavaScript");
+  info.This().As<Napi::Object>().TypeTag(&kFdTag);  // before the insert (see EventFd's constructor)
   data_ = Data(info.Env());
   data_->fds.insert(this);
-  info.This().As<Napi::Object>().TypeTag(&kFdTag);
 }
 
 Napi::Object FdHandle::Create(Napi::Env env, int fd, const std::string& path, const std::string& kind) {

@@ -26,9 +26,12 @@ Napi::Function EventFd::Define(Napi::Env env) {
 
 EventFd::EventFd(const Napi::CallbackInfo& info) : Napi::ObjectWrap<EventFd>(info), env_(info.Env()) {
   if (info.Length() != 1 || !info[0].IsExternal()) ThrowType(info.Env(), "EventFd cannot be constructed from JavaScript: use eventfd()");
+  // Tag first: if tagging throws (a terminating env), the object is freed
+  // without its destructor, so it must not be in the set yet (ASan found a
+  // use-after-free in Teardown from exactly that).
+  info.This().As<Napi::Object>().TypeTag(&kEventFdTag);
   data_ = Data(info.Env());
   data_->eventfds.insert(this);
-  info.This().As<Napi::Object>().TypeTag(&kEventFdTag);
 }
 
 EventFd::~EventFd() {

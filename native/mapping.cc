@@ -63,8 +63,8 @@ Napi::Function Mapping::Define(Napi::Env env) {
 Mapping::Mapping(const Napi::CallbackInfo& info) : Napi::ObjectWrap<Mapping>(info) {
   if (info.Length() != 1 || !info[0].IsExternal()) ThrowType(info.Env(), "Mapping cannot be constructed from JavaScript");
   data_ = Data(info.Env());
+  info.This().As<Napi::Object>().TypeTag(&kMappingTag);  // before the insert (see EventFd's constructor)
   data_->mappings.insert(this);
-  info.This().As<Napi::Object>().TypeTag(&kMappingTag);
 }
 
 Mapping::~Mapping() {
@@ -223,8 +223,8 @@ Napi::Function DmaBuffer::Define(Napi::Env env) {
 DmaBuffer::DmaBuffer(const Napi::CallbackInfo& info) : Napi::ObjectWrap<DmaBuffer>(info) {
   if (info.Length() != 1 || !info[0].IsExternal()) ThrowType(info.Env(), "DmaBuffer cannot be constructed from JavaScript: use dmaAlloc()");
   data_ = Data(info.Env());
+  info.This().As<Napi::Object>().TypeTag(&kDmaBufferTag);  // before the insert (see EventFd's constructor)
   data_->dmaBuffers.insert(this);
-  info.This().As<Napi::Object>().TypeTag(&kDmaBufferTag);
 }
 
 DmaBuffer::~DmaBuffer() {
