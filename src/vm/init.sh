@@ -2,7 +2,7 @@
 # /init of the vfio test-bed guest (runs as PID 1 from the initramfs).
 #
 # 1. mounts /proc, /sys, /dev and loads the mdev sample modules;
-# 2. binds QEMU's edu device (1234:11e8) to vfio-pci;
+# 2. binds QEMU's edu device (1234:11e8) and NVMe controller (1b36:0010) to vfio-pci;
 # 3. mounts the host root (9p tag "hostroot", read-only) at /host as a
 #    copy-on-write snapshot (overlayfs with a tmpfs upper layer), and the shared
 #    directory read-write (tag "share") at its own absolute path in it;
@@ -61,13 +61,19 @@ for m in $VFIO_VM_MODULES; do
 	modprobe "$m" || bed_error "modprobe $m failed"
 done
 
-# --- edu -> vfio-pci -------------------------------------------------------
+# --- edu and the NVMe controller -> vfio-pci ---------------------------------
+# The kernel's nvme driver is a module that nothing loads at boot, so the
+# controller waits for vfio-pci; a test may rebind it to nvme (modprobe nvme).
 for d in /sys/bus/pci/devices/*; do
-	if [ "$(cat "$d/vendor")" = 0x1234 ] && [ "$(cat "$d/device")" = 0x11e8 ]; then
-		echo vfio-pci > "$d/driver_override" || bed_error "driver_override on ${d##*/}"
-		echo "${d##*/}" > /sys/bus/pci/drivers_probe 2>/dev/null
-		[ -e "$d/driver" ] || bed_error "edu ${d##*/} did not bind to vfio-pci"
-	fi
+	id="$(cat "$d/vendor"):$(cat "$d/device")"
+	case "$id" in
+	0x1234:0x11e8) what=edu ;;
+	0x1b36:0x0010) what=nvme ;;
+	*) continue ;;
+	esac
+	echo vfio-pci > "$d/driver_override" || bed_error "driver_override on ${d##*/}"
+	echo "${d##*/}" > /sys/bus/pci/drivers_probe 2>/dev/null
+	[ -e "$d/driver" ] || bed_error "$what ${d##*/} did not bind to vfio-pci"
 done
 
 # --- filesystems -------------------------------------------------------------
@@ -90,6 +96,14 @@ mount -t hugetlbfs hugetlbfs /host/dev/hugepages
 # The share's path may lie under a directory that is now a guest tmpfs.
 mkdir -p "/host$VFIO_VM_SHARE" 2>/dev/null
 mount -t 9p -o "$OPTS,cache=$VFIO_VM_SHARE_CACHE" share "/host$VFIO_VM_SHARE" || bed_error "cannot mount $VFIO_VM_SHARE over 9p"
+
+# The guest kernel's modules, where the command's modprobe looks (the host's
+# /lib/modules has none for this kernel).
+KREL=$(uname -r)
+if [ -d "/lib/modules/$KREL" ]; then
+	mkdir -p "/host/lib/modules/$KREL"
+	mount -o bind "/lib/modules/$KREL" "/host/lib/modules/$KREL" || bed_error "bind-mount /lib/modules/$KREL"
+fi
 
 mkdir -p /host/run/vfio-vm /host/tmp/home
 cp /vm/cmd.sh /host/run/vfio-vm/cmd.sh

@@ -20,7 +20,14 @@ export interface MachineSpec {
   sockDir: string;
   /** Extra kernel command-line words. */
   append: string[];
+  /** A raw image backing QEMU's emulated NVMe controller (on a PCIe root port), or null for none (probe runs). */
+  nvmeImage: string | null;
 }
+
+/** The size of the NVMe test image the bed creates (sparse): 64 MiB. */
+export const NVME_IMAGE_BYTES = 64 * 1024 * 1024;
+/** The NVMe controller's serial number in the bed (what Identify Controller reports as `sn`). */
+export const NVME_SERIAL = 'vfio-bed-nvme0';
 
 export const CHANNELS = ['console', 'stdout', 'stderr', 'status'] as const;
 export type Channel = (typeof CHANNELS)[number];
@@ -61,6 +68,17 @@ export function qemuArgs(m: MachineSpec, verbose = false): string[] {
     'intel-iommu,intremap=on,caching-mode=on',
     '-device',
     'edu',
+    ...(m.nvmeImage === null
+      ? []
+      : [
+          // QEMU's NVMe controller as a PCIe function (MSI-X, and vfio-pci's ERR IRQ) behind a root port.
+          '-device',
+          'pcie-root-port,id=rp0,chassis=1,slot=1',
+          '-drive',
+          `file=${m.nvmeImage},if=none,id=nvm0,format=raw`,
+          '-device',
+          `nvme,serial=${NVME_SERIAL},drive=nvm0,bus=rp0`,
+        ]),
     '-kernel',
     m.bzImage,
     '-initrd',

@@ -4,7 +4,7 @@
  * kernel built or taken from the cache, and the command's exit status and
  * output handed back as they were.
  */
-import { existsSync, mkdirSync, mkdtempSync, readdirSync, rmSync, statSync, writeFileSync } from 'node:fs';
+import { closeSync, existsSync, mkdirSync, mkdtempSync, openSync, readdirSync, rmSync, statSync, truncateSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { dirname, join, resolve } from 'node:path';
 import { Writable } from 'node:stream';
@@ -12,7 +12,7 @@ import { VmError, cacheRoot, debug, say, setVerbose, withLock } from './common.j
 import { RUN_REQUIREMENTS, ensureRequirements } from './deps.js';
 import { baseInitramfs, runInitramfs } from './initramfs.js';
 import { resolveKernel, type Kernel } from './kernel.js';
-import { chooseAccel, runVm, type Accel, type MachineSpec } from './qemu.js';
+import { NVME_IMAGE_BYTES, chooseAccel, runVm, type Accel, type MachineSpec } from './qemu.js';
 
 /** Where a guest stream goes: captured into the result (`'pipe'`), this process's own stream (`'inherit'`), or any Writable. */
 export type VmOutput = 'pipe' | 'inherit' | Writable;
@@ -229,6 +229,10 @@ async function boot(run: GuestRun, env: NodeJS.ProcessEnv, kernel: Kernel, p: Bo
   const { logDir, stamp, timeoutS, bootTimeoutS, memoryMiB, smp, share, cwd } = p;
   const work = mkdtempSync(join(tmpdir(), 'vfio-vm-'));
   try {
+    // A fresh, sparse, all-zero image behind the NVMe controller for every run.
+    const nvmeImage = join(work, 'nvme.img');
+    closeSync(openSync(nvmeImage, 'w'));
+    truncateSync(nvmeImage, NVME_IMAGE_BYTES);
     const base = baseInitramfs(kernel);
     const spec = (accel: Accel, initrd: string, shareDir: string | null, append: string[] = []): MachineSpec => ({
       accel,
@@ -239,6 +243,7 @@ async function boot(run: GuestRun, env: NodeJS.ProcessEnv, kernel: Kernel, p: Bo
       share: shareDir,
       sockDir: work,
       append,
+      nvmeImage: shareDir === null ? null : nvmeImage,
     });
     const { accel, reason } = await chooseAccel(env, async () => {
       const initrd = join(work, 'probe.cpio');

@@ -20,6 +20,7 @@ const spec: MachineSpec = {
   share: '/work/repo',
   sockDir: '/tmp/s',
   append: [],
+  nvmeImage: '/tmp/w/nvme.img',
 };
 
 describe('qemuArgs', () => {
@@ -32,6 +33,10 @@ describe('qemuArgs', () => {
     expect(j).toContain('local,id=share,path=/work/repo,security_model=none,multidevs=remap -device virtio-9p-pci,fsdev=share,mount_tag=share');
     for (const c of ['stdout', 'stderr', 'status']) expect(j).toContain(`virtserialport,bus=vser0.0,chardev=${c},name=vfio.${c}`);
     expect(j).toContain('-no-reboot');
+    // The NVMe controller: a PCIe function behind a root port, after the vIOMMU, on the run's image.
+    expect(j).toContain('-device pcie-root-port,id=rp0,chassis=1,slot=1 -drive file=/tmp/w/nvme.img,if=none,id=nvm0,format=raw -device nvme,serial=vfio-bed-nvme0,drive=nvm0,bus=rp0');
+    expect(a.indexOf('intel-iommu,intremap=on,caching-mode=on')).toBeLessThan(a.indexOf('pcie-root-port,id=rp0,chassis=1,slot=1'));
+    expect(qemuArgs({ ...spec, nvmeImage: null }).join(' ')).not.toContain('nvme');
   });
 
   it('uses a split irqchip and the host CPU under KVM (intremap needs it)', () => {
