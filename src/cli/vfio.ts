@@ -16,6 +16,7 @@ import { openDevice } from '../vfio/open.js';
 import { captureDisplay, type DisplayCapture } from '../vfio/display.js';
 import { SysRoot, iommuGroups, type IommuGroup } from '../mdev/sysfs.js';
 import { migrate, type Migration } from '../vfio/migration.js';
+import { NvmeController } from '../drivers/nvme/driver.js';
 import type { Device } from '../vfio/device.js';
 
 /** Where a command writes. @internal */
@@ -304,6 +305,35 @@ export const COMMANDS: Command[] = [
       ctx.print(
         `${out.source} → ${out.target}: ${out.bytes} bytes (${out.precopyBytes} before stopping, ${out.precopyRounds} pre-copy round(s)), downtime ${out.downtimeMs.toFixed(3)} ms, total ${out.totalMs.toFixed(3)} ms; source ${out.sourceState}, target ${out.targetState}\n`,
       );
+    },
+  },
+  {
+    name: 'nvme identify',
+    args: ['<pci-addr>'],
+    options: ['backend', 'json'],
+    summary: 'an NVMe controller\'s Identify Controller and active namespaces, through the userspace driver',
+    async run(ctx) {
+      const spec = ctx.args[0]!;
+      const backend = backendOption(ctx, spec);
+      const c = await NvmeController.open({ address: spec, backend, mode: 'poll', root: ctx.sys.path('/') });
+      let out;
+      try {
+        const namespaces = [];
+        for (const nsid of await c.namespaceIds()) {
+          const ns = await c.identifyNamespace(nsid);
+          namespaces.push({ nsid, nsze: ns.nsze.toString(), ncap: ns.ncap.toString(), nuse: ns.nuse.toString(), blockSize: ns.blockSize, flbas: ns.flbas, nlbaf: ns.nlbaf });
+        }
+        out = { device: c.address, backend, controller: c.identity, maxTransferBytes: c.maxTransferBytes, namespaces };
+      } finally {
+        await c.close();
+      }
+      if (ctx.values.json) return ctx.print(json(out));
+      const id = out.controller;
+      const lines = [
+        `${out.device} (${backend}): ${id.mn} (sn ${id.sn}, fw ${id.fr}), vid 0x${id.vid.toString(16)}, ${id.nn} namespace(s), MDTS ${out.maxTransferBytes} B`,
+        table(['NSID', 'BLOCKS', 'BLOCK SIZE', 'CAPACITY'], out.namespaces.map((n) => [String(n.nsid), n.nsze, String(n.blockSize), `${(Number(n.nsze) * n.blockSize) / 2 ** 20} MiB`])),
+      ];
+      ctx.print(`${lines.join('\n')}`);
     },
   },
   {

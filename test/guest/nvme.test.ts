@@ -9,6 +9,7 @@ import { afterAll, describe, expect, it } from 'vitest';
 import { NvmeController, findNvme } from '../../src/drivers/nvme/driver.js';
 import { NvmeError } from '../../src/drivers/nvme/spec.js';
 import { NVME_SERIAL } from '../../src/vm/qemu.js';
+import { runVfio } from '../host/mdev-shared.js';
 
 const addr = (): string => findNvme();
 const dev = (a: string): string => `/sys/bus/pci/devices/${a}`;
@@ -159,6 +160,23 @@ describe.each(['group', 'cdev'] as const)('NVMe on %s', (backend) => {
     } finally {
       await c.close();
     }
+  });
+
+  it('`vfio nvme identify` prints the controller and its namespaces, as JSON and as text', { timeout: 120_000 }, async () => {
+    const a = addr();
+    const j = await runVfio(['nvme', 'identify', a, '--json', '--backend', backend]);
+    expect(j.stderr).toBe('');
+    expect(j.status).toBe(0);
+    const out = JSON.parse(j.stdout);
+    expect(out).toMatchObject({ device: a, backend, controller: { sn: NVME_SERIAL, vid: 0x1b36 }, namespaces: [{ nsid: 1, nsze: '131072', blockSize: 512 }] });
+    expect(out.maxTransferBytes).toBeGreaterThan(0);
+    const t = await runVfio(['nvme', 'identify', a, '--backend', backend]);
+    expect(t.status).toBe(0);
+    expect(t.stdout).toMatch(new RegExp(`^${a} \\(${backend}\\): QEMU NVMe Ctrl +\\(sn ${NVME_SERIAL}`));
+    expect(t.stdout).toMatch(/1\s+131072\s+512\s+64 MiB/);
+    const none = await runVfio(['nvme', 'identify', '0000:7f:00.0', '--backend', backend]);
+    expect(none.status).toBe(1);
+    expect(none.stderr).toMatch(/^vfio: ENOENT/);
   });
 
   it('Identify matches what nvme-cli reports through the kernel driver', async () => {
