@@ -9,9 +9,9 @@ import { Readable } from 'node:stream';
 import { VfioError } from '../errors.js';
 import { native, type NativeFd } from '../native.js';
 import { Resource } from '../resource.js';
-import { MIG_STATE_NAMES, VFIO_DEVICE_FEATURE_MIGRATION, VFIO_DEVICE_FEATURE_MIG_DATA_SIZE, VFIO_DEVICE_FEATURE_MIG_DEVICE_STATE, VFIO_MIGRATION_P2P, VFIO_MIGRATION_PRE_COPY, VFIO_MIGRATION_STOP_COPY } from '../uapi/constants.js';
+import { MIGRATION_FLAGS, MIG_STATE_NAMES, VFIO_DEVICE_FEATURE_MIGRATION, VFIO_DEVICE_FEATURE_MIG_DATA_SIZE, VFIO_DEVICE_FEATURE_MIG_DEVICE_STATE, VFIO_MIGRATION_P2P, VFIO_MIGRATION_PRE_COPY, VFIO_MIGRATION_STOP_COPY } from '../uapi/constants.js';
 import { decodePrecopyInfo } from '../uapi/vfio.js';
-import { view } from '../uapi/binary.js';
+import { bitNames, view } from '../uapi/binary.js';
 import { LAYOUTS } from '../uapi/layouts.js';
 import type { Device } from './device.js';
 import { checkMigrationLeave, resetMigrationBeforeClose } from './quirks.js';
@@ -77,13 +77,7 @@ export function refusal(state: string, flags: bigint): string | null {
   return `${state} needs the device's ${need[state] ?? 'STOP_COPY'} migration flag; this device has ${flagNames(flags).join('|') || 'none'}`;
 }
 
-function flagNames(flags: bigint): string[] {
-  const n: string[] = [];
-  if (flags & BigInt(VFIO_MIGRATION_STOP_COPY)) n.push('STOP_COPY');
-  if (flags & BigInt(VFIO_MIGRATION_P2P)) n.push('P2P');
-  if (flags & BigInt(VFIO_MIGRATION_PRE_COPY)) n.push('PRE_COPY');
-  return n;
-}
+const flagNames = (flags: bigint): string[] => bitNames(flags, MIGRATION_FLAGS);
 
 /**
  * A migration failed part way. `state` is the device's state afterwards, as
@@ -264,7 +258,7 @@ export class Migration {
     if (why !== null) throw new VfioError({ code: 'ERR_VFIO_MIGRATION_STATE', errno: 0, operation: 'migration state', message: `ERR_VFIO_MIGRATION_STATE: ${why}` });
     if (state !== 'RESUMING' && this.#device.driver === 'mtty' && !this.#resuming) checkMigrationLeave(this.#device.driver, this.state, false);
     const r = native().deviceMigState(this.#device.handle('migration state'), MIGRATION_STATES[state]);
-    this.#resuming = r.state === MIGRATION_STATES.RESUMING || (state === 'RESUMING' && r.data !== null) || (this.#resuming && state === 'RESUMING');
+    this.#resuming = state === 'RESUMING'; // the SET succeeded: the device is where it was asked to be
     if (r.data === null) return null;
     const d = new MigrationData(r.data, this.#device.name);
     this.#device.own(d);

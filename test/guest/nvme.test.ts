@@ -9,11 +9,12 @@ import { afterAll, describe, expect, it } from 'vitest';
 import { NvmeController, findNvme } from '../../src/drivers/nvme/driver.js';
 import { NvmeError } from '../../src/drivers/nvme/spec.js';
 import { NVME_SERIAL } from '../../src/vm/qemu.js';
+import { boundDriver } from '../../src/vfio/quirks.js';
 import { runVfio } from '../host/mdev-shared.js';
 
 const addr = (): string => findNvme();
 const dev = (a: string): string => `/sys/bus/pci/devices/${a}`;
-const driverOf = (a: string): string | null => (existsSync(`${dev(a)}/driver`) ? execFileSync('readlink', ['-f', `${dev(a)}/driver`], { encoding: 'utf8' }).trim().split('/').pop()! : null);
+const driverOf = (a: string): string | null => boundDriver(a);
 
 /** Moves the controller to `to` ('nvme' or 'vfio-pci') through driver_override; waits for the block device when it is nvme. */
 function rebind(a: string, to: 'nvme' | 'vfio-pci'): void {

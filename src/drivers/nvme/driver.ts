@@ -10,7 +10,9 @@
  * Nothing blocks the event loop: waits for the controller are timers, polling
  * mode polls on setImmediate turns, interrupt mode wakes on the eventfds.
  */
-import { existsSync, readFileSync, readdirSync, realpathSync } from 'node:fs';
+import { readFileSync, readdirSync } from 'node:fs';
+import { join } from 'node:path';
+import { boundDriver } from '../../vfio/quirks.js';
 import { VfioError } from '../../errors.js';
 import { allocDmaBuffer, type DmaBuffer } from '../../dma/buffer.js';
 import { DmaMapper, type DmaMapping } from '../../dma/mapper.js';
@@ -102,7 +104,6 @@ interface Pending {
   reject: (e: unknown) => void;
   opcode: number;
   timer: NodeJS.Timeout;
-  slot: number;
 }
 
 /** One submission/completion queue pair, its memory mapped once. */
@@ -412,7 +413,7 @@ export class NvmeController {
       const go = (): void => {
         const cid = slot ?? q.free.pop()!;
         const timer = setTimeout(() => this.#timeout(q, cid), this.timeoutMs);
-        q.pending.set(cid, { done, resolve, reject, opcode: sqe.opcode, timer, slot: cid });
+        q.pending.set(cid, { done, resolve, reject, opcode: sqe.opcode, timer });
         encodeSqe(q.sq, q.tail * NVME_SQE_SIZE, { ...sqe, cid });
         q.tail = (q.tail + 1) % q.depth;
         this.regs.write32(q.sqDb, q.tail);
@@ -709,11 +710,9 @@ export class NvmeNamespace {
  * @throws {@link VfioError} ENODEV when there is none
  */
 export function findNvme(root = '/'): string {
-  const pci = `${root.replace(/\/$/, '')}/sys/bus/pci/devices`;
+  const pci = join(root, 'sys/bus/pci/devices');
   for (const a of readdirSync(pci).sort()) {
-    const cls = readFileSync(`${pci}/${a}/class`, 'utf8').trim();
-    const drv = existsSync(`${pci}/${a}/driver`) ? realpathSync(`${pci}/${a}/driver`).split('/').pop() : null;
-    if (cls === '0x010802' && drv === 'vfio-pci') return a;
+    if (readFileSync(join(pci, a, 'class'), 'utf8').trim() === '0x010802' && boundDriver(a, root) === 'vfio-pci') return a;
   }
   throw new VfioError({ code: 'ENODEV', errno: 19, operation: 'find nvme', path: pci, message: 'ENODEV: no NVMe controller (class 0x010802) bound to vfio-pci', hint: 'bind it: echo vfio-pci > /sys/bus/pci/devices/<addr>/driver_override; echo <addr> > /sys/bus/pci/drivers_probe' });
 }
