@@ -31,9 +31,11 @@ const file = (path: string, pkg: string): Requirement => ({ what: path, pkg, pro
 export const RUN_REQUIREMENTS: Requirement[] = [
   cmd('qemu-system-x86_64', 'qemu-system-x86'),
   file('/bin/busybox', 'busybox-static'),
-  // The guest runs the host's root: the NVMe cross-checks use nvme-cli, the NVMe bench fio.
+  // The guest runs the host's root: the NVMe cross-checks use nvme-cli, the NVMe bench fio,
+  // the mdev definition interop tests mdevctl.
   cmd('nvme', 'nvme-cli'),
   cmd('fio', 'fio'),
+  cmd('mdevctl', 'mdevctl'),
 ];
 
 export const DEBIAN_SOURCE_TARBALL = '/usr/src/linux-source-6.12.tar.xz';
