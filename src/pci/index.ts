@@ -1,5 +1,7 @@
 /**
- * PCI helpers: configuration-space parsing and PCI address formatting.
+ * PCI helpers: configuration-space parsing, PCI address formatting, and
+ * binding a function to a driver.
  */
 export * from './config.js';
 export * from './address.js';
+export * from './bind.js';

@@ -4,26 +4,23 @@
  * kernel's own nvme driver on the same controller and the same data.
  */
 import { execFileSync, spawnSync } from 'node:child_process';
-import { closeSync, existsSync, openSync, readSync, readdirSync, writeFileSync, writeSync, constants as fsConstants } from 'node:fs';
+import { once } from 'node:events';
+import { closeSync, existsSync, openSync, readSync, readdirSync, writeSync, constants as fsConstants } from 'node:fs';
 import { afterAll, describe, expect, it } from 'vitest';
-import { NvmeController, findNvme } from '../../src/drivers/nvme/driver.js';
-import { NvmeError } from '../../src/drivers/nvme/spec.js';
+import { NvmeController, findNvme, type NvmePciErrorEvent } from '../../src/drivers/nvme/driver.js';
+import { NVME_ADMIN_OPCODE, NVME_REG, NvmeError, decodeCsts } from '../../src/drivers/nvme/spec.js';
+import { bindPciDriver } from '../../src/pci/bind.js';
+import { VFIO_PCI_ERR_IRQ_INDEX } from '../../src/uapi/constants.js';
 import { NVME_SERIAL } from '../../src/vm/qemu.js';
 import { boundDriver } from '../../src/vfio/quirks.js';
 import { runVfio } from '../host/mdev-shared.js';
 
 const addr = (): string => findNvme();
-const dev = (a: string): string => `/sys/bus/pci/devices/${a}`;
-const driverOf = (a: string): string | null => boundDriver(a);
 
-/** Moves the controller to `to` ('nvme' or 'vfio-pci') through driver_override; waits for the block device when it is nvme. */
+/** Moves the controller to `to` ('nvme' or 'vfio-pci'); waits for the block device when it is nvme. */
 function rebind(a: string, to: 'nvme' | 'vfio-pci'): void {
-  if (driverOf(a) === to) return;
-  if (to === 'nvme') execFileSync('modprobe', ['nvme']);
-  if (existsSync(`${dev(a)}/driver`)) writeFileSync(`${dev(a)}/driver/unbind`, a);
-  writeFileSync(`${dev(a)}/driver_override`, to === 'nvme' ? 'nvme' : 'vfio-pci');
-  writeFileSync('/sys/bus/pci/drivers_probe', a);
-  if (driverOf(a) !== to) throw new Error(`${a} did not bind to ${to}`);
+  bindPciDriver(a, to);
+  expect(boundDriver(a)).toBe(to);
   if (to === 'nvme') {
     const deadline = Date.now() + 30_000;
     while (!existsSync('/dev/nvme0n1')) {
@@ -121,6 +118,64 @@ describe.each(['group', 'cdev'] as const)('NVMe on %s', (backend) => {
     } finally {
       await c.close();
     }
+  });
+
+  it('a command that does not complete times out (ERR_NVME_TIMEOUT), the controller resets itself, and works after; a reset while idle', { timeout: 60_000 }, async () => {
+    const c = await NvmeController.open({ backend, mode: 'poll', timeoutMs: 2000 });
+    try {
+      const ns = await c.namespace(1);
+      await ns.write(100n, pattern(100n, 2, 512, 3));
+      // An Asynchronous Event Request completes only when the controller has an event: none comes.
+      await expect(c.admin({ opcode: NVME_ADMIN_OPCODE.ASYNC_EVENT, nsid: 0 }, { timeoutMs: 0 })).rejects.toThrow(RangeError);
+      const t0 = Date.now();
+      const e = await c.admin({ opcode: NVME_ADMIN_OPCODE.ASYNC_EVENT, nsid: 0 }, { timeoutMs: 300 }).catch((x: unknown) => x);
+      expect(Date.now() - t0).toBeGreaterThanOrEqual(290);
+      expect(e).toMatchObject({ code: 'ERR_NVME_TIMEOUT', operation: 'nvme command', hint: expect.stringMatching(/resets the controller/) });
+      expect(c.timeouts).toBe(1);
+      // I/O submitted while the reset runs waits for it, then goes through.
+      expect(Buffer.from(await ns.read(100n, 2)).equals(pattern(100n, 2, 512, 3))).toBe(true);
+      // Reset while idle: the data stays, the queues are made afresh, and the command ids all come back.
+      await c.reset();
+      await c.reset();
+      expect(decodeCsts(c.regs.read32(NVME_REG.CSTS)).rdy).toBe(true);
+      const many = await Promise.all(Array.from({ length: 100 }, (_, i) => ns.read(100n + BigInt(i % 2), 1)));
+      expect(many.every((b, i) => Buffer.from(b).equals(pattern(100n + BigInt(i % 2), 1, 512, 3)))).toBe(true);
+      expect(c.inFlight).toBe(0);
+    } finally {
+      await c.close();
+    }
+  });
+
+  it('the ERR IRQ (PCIe) is wired to \'pci-error\': the default policy resets with I/O in flight, which all settles; \'report\' only reports', { timeout: 60_000 }, async () => {
+    const c = await NvmeController.open({ backend, mode: 'irq' });
+    try {
+      expect(c.errorIrq).toBe(true);
+      const ns = await c.namespace(1);
+      const inflight = Array.from({ length: 16 }, (_, i) => ns.read(BigInt(i * 8), 8).then(() => 'ok', (x: { code?: string }) => x.code ?? String(x)));
+      const got = once(c, 'pci-error') as Promise<[NvmePciErrorEvent]>;
+      // VFIO's loopback: SET_IRQS with no data on the ERR index signals its eventfd, as AER would.
+      c.opened.device.setIrqs({ index: VFIO_PCI_ERR_IRQ_INDEX, action: 'trigger', start: 0, count: 1 });
+      const [ev] = await got;
+      expect(ev.count).toBeGreaterThanOrEqual(1);
+      expect(ev.csts & 1).toBe(1);
+      expect(ev.recovery).toBeInstanceOf(Promise);
+      await ev.recovery;
+      for (const o of await Promise.all(inflight)) expect(['ok', 'ERR_NVME_RESET']).toContain(o);
+      expect((await ns.read(0n, 1)).length).toBe(512);
+    } finally {
+      await c.close();
+    }
+    const r = await NvmeController.open({ backend, mode: 'poll', onPciError: 'report' });
+    try {
+      const got = once(r, 'pci-error') as Promise<[NvmePciErrorEvent]>;
+      r.opened.device.setIrqs({ index: VFIO_PCI_ERR_IRQ_INDEX, action: 'trigger', start: 0, count: 1 });
+      const [ev] = await got;
+      expect(ev.recovery).toBeNull();
+      expect((await (await r.namespace(1)).read(0n, 1)).length).toBe(512);
+    } finally {
+      await r.close();
+    }
+    await expect(NvmeController.open({ backend, onPciError: 'ignore' as 'report' })).rejects.toThrow(TypeError);
   });
 
   it('data written by our driver reads back through the kernel\'s nvme driver (O_DIRECT), and the other way round', async () => {

@@ -10,6 +10,7 @@
  * Nothing blocks the event loop: waits for the controller are timers, polling
  * mode polls on setImmediate turns, interrupt mode wakes on the eventfds.
  */
+import { EventEmitter } from 'node:events';
 import { readFileSync, readdirSync } from 'node:fs';
 import { join } from 'node:path';
 import { boundDriver } from '../../vfio/quirks.js';
@@ -18,6 +19,7 @@ import { allocDmaBuffer, type DmaBuffer } from '../../dma/buffer.js';
 import { DmaMapper, type DmaMapping } from '../../dma/mapper.js';
 import { PCI_COMMAND_MASTER, PCI_COMMAND_MEMORY, PCI_CONFIG } from '../../pci/config.js';
 import { VFIO_IRQ_INFO_NORESIZE, VFIO_PCI_BAR0_REGION_INDEX, VFIO_PCI_CONFIG_REGION_INDEX, VFIO_PCI_MSIX_IRQ_INDEX } from '../../uapi/constants.js';
+import type { DeviceEventInfo } from '../../vfio/device.js';
 import { createEventFd } from '../../vfio/interrupts.js';
 import { openDevice, type BackendChoice, type OpenedDevice } from '../../vfio/open.js';
 import type { MappedRegion } from '../../vfio/region.js';
@@ -83,6 +85,12 @@ export interface NvmeOpenOptions {
   slotBytes?: number;
   /** Milliseconds before a command is failed with ERR_NVME_TIMEOUT (default 5000). */
   timeoutMs?: number;
+  /**
+   * What to do when the device signals a PCI error (the ERR IRQ, AER: PCIe
+   * functions only): 'reset' (default) resets the controller, rejecting what is
+   * in flight with ERR_NVME_RESET; 'report' only emits 'pci-error'.
+   */
+  onPciError?: 'reset' | 'report';
   /** Root of /sys and /dev, for tests. */
   root?: string;
 }
@@ -97,13 +105,29 @@ export interface NvmeMsixReport {
   how: 'dynamic' | 'reenable' | null;
 }
 
+/** Options of one admin command ({@link NvmeController.admin}). */
+export interface NvmeCommandOptions {
+  /** Milliseconds before it fails with ERR_NVME_TIMEOUT; default the controller's `timeoutMs`; `Infinity` for none (an Asynchronous Event Request waits for an event). */
+  timeoutMs?: number;
+}
+
+/** What a 'pci-error' listener of {@link NvmeController} gets. */
+export interface NvmePciErrorEvent {
+  /** Signals of the ERR IRQ since the last delivery. */
+  count: number;
+  /** CSTS as read when the signal arrived (0xffffffff when the function no longer answers). */
+  csts: number;
+  /** The reset under way ('reset' policy), settled when the controller is up again or failed; null under 'report'. */
+  recovery: Promise<void> | null;
+}
+
 interface Pending {
   /** Runs in the completion path, before the command's id (and bounce slot) is reused: copies a read out. */
   done: ((cqe: NvmeCqe) => void) | undefined;
   resolve: (cqe: NvmeCqe) => void;
   reject: (e: unknown) => void;
   opcode: number;
-  timer: NodeJS.Timeout;
+  timer: NodeJS.Timeout | null;
 }
 
 /** One submission/completion queue pair, its memory mapped once. */
@@ -191,6 +215,9 @@ const err = (code: string, message: string, operation: string, hint?: string): V
  * with PRP lists, polling or MSI-X completion, typed NVMe status errors,
  * timeouts, and reset.
  *
+ * Events: 'pci-error' ({@link NvmePciErrorEvent}) when the device signals a
+ * PCI error through VFIO's ERR IRQ (wired on PCIe functions; see `errorIrq`).
+ *
  * @example
  * ```ts
  * const nvme = await NvmeController.open({ mode: 'poll' });
@@ -200,7 +227,7 @@ const err = (code: string, message: string, operation: string, hint?: string): V
  * await nvme.close();
  * ```
  */
-export class NvmeController {
+export class NvmeController extends EventEmitter<{ 'pci-error': [NvmePciErrorEvent] }> {
   /** The opened device and its DMA space (closed by `close()`). */
   readonly opened: OpenedDevice;
   /** The DMA mapper over the device's space: queues and bounce slots are mapped once through it. */
@@ -219,6 +246,12 @@ export class NvmeController {
   readonly ioQueueCount: number;
   /** Bytes each I/O command may move through its preallocated slot. */
   readonly slotBytes: number;
+  /** What a PCI error (ERR IRQ) does. */
+  readonly onPciError: 'reset' | 'report';
+  /** Whether the device's ERR IRQ is wired to 'pci-error' (vfio-pci offers it on PCIe functions only). */
+  errorIrq = false;
+  /** Commands that timed out since the controller was opened. */
+  timeouts = 0;
   /** How MSI-X was set up (null fields in polling mode). */
   msix: NvmeMsixReport = { count: 0, noresize: false, how: null };
   #admin: QueuePair;
@@ -233,6 +266,8 @@ export class NvmeController {
   #resetting: Promise<void> | null = null;
 
   private constructor(opened: OpenedDevice, mapper: DmaMapper, regs: MappedRegion, o: Required<Omit<NvmeOpenOptions, 'address' | 'backend' | 'root'>>) {
+    super();
+    this.onPciError = o.onPciError;
     this.opened = opened;
     this.mapper = mapper;
     this.regs = regs;
@@ -262,6 +297,9 @@ export class NvmeController {
     const slotBytes = options.slotBytes ?? 128 * 1024;
     if (!Number.isInteger(slotBytes) || slotBytes < PAGE || slotBytes % PAGE !== 0 || slotBytes > 8 * 1024 * 1024) throw new RangeError(`slotBytes must be a multiple of 4096 up to 8 MiB, got ${String(slotBytes)}`);
     const timeoutMs = options.timeoutMs ?? 5000;
+    if (!(timeoutMs > 0)) throw new RangeError(`timeoutMs must be positive, got ${String(timeoutMs)}`);
+    const onPciError = options.onPciError ?? 'reset';
+    if (onPciError !== 'reset' && onPciError !== 'report') throw new TypeError(`onPciError must be 'reset' or 'report', got ${String(onPciError)}`);
     const address = options.address ?? findNvme(options.root ?? '/');
     const opened = openDevice(address, { backend: options.backend ?? 'auto', ...(options.root ? { root: options.root } : {}) });
     let c: NvmeController | undefined;
@@ -270,7 +308,8 @@ export class NvmeController {
       const regs = opened.device.mmap(VFIO_PCI_BAR0_REGION_INDEX, { length: 0x2000 });
       const cfg = opened.device.region(VFIO_PCI_CONFIG_REGION_INDEX);
       cfg.write16(PCI_CONFIG.COMMAND, cfg.read16(PCI_CONFIG.COMMAND) | PCI_COMMAND_MASTER | PCI_COMMAND_MEMORY);
-      c = new NvmeController(opened, mapper, regs, { mode, ioQueues, queueDepth, slotBytes, timeoutMs });
+      c = new NvmeController(opened, mapper, regs, { mode, ioQueues, queueDepth, slotBytes, timeoutMs, onPciError });
+      c.#wireErrorIrq();
       await c.#bringUp();
       return c;
     } catch (e) {
@@ -294,6 +333,30 @@ export class NvmeController {
   /** The most one command may transfer (MDTS), in bytes. */
   get maxTransferBytes(): number {
     return this.#maxTransfer;
+  }
+
+  /** Listens on the ERR IRQ where the device offers it (PCIe); conventional PCI has none. */
+  #wireErrorIrq(): void {
+    try {
+      this.opened.device.on('error-irq', (e) => this.#pciError(e));
+      this.errorIrq = true;
+    } catch (e) {
+      if (!(e instanceof VfioError) || e.code !== 'ERR_VFIO_IRQ_NOT_OFFERED') throw e;
+    }
+  }
+
+  #pciError(e: DeviceEventInfo): void {
+    if (this.#closed) return;
+    let csts = 0xffffffff;
+    try {
+      csts = this.regs.read32(NVME_REG.CSTS);
+    } catch {
+      // the mapping may be gone
+    }
+    const recovery = this.onPciError === 'reset' ? this.reset() : null;
+    // A listener that ignores the recovery must not leave it unhandled.
+    recovery?.catch(() => {});
+    this.emit('pci-error', { count: e.count, csts, recovery });
   }
 
   // ---- bring-up ----------------------------------------------------------------------------
@@ -328,12 +391,12 @@ export class NvmeController {
     this.#write64(NVME_REG.ACQ, a.cqMap.iova);
     this.regs.write32(NVME_REG.CC, encodeCc({ en: true, mps: PAGE, iosqes: NVME_SQE_SIZE, iocqes: NVME_CQE_SIZE }));
     await this.#waitReady(true, 'enabling');
-    this.#id = await this.identifyController();
+    this.#id = decodeIdentifyController(await this.#identify(NVME_IDENTIFY_CNS.CONTROLLER, 0));
     this.#maxTransfer = maxTransferBytes(this.#id.mdts, this.cap.mpsmin);
     if (this.slotBytes > this.#maxTransfer) throw new RangeError(`slotBytes ${this.slotBytes} exceeds the controller's MDTS (${this.#maxTransfer} bytes)`);
     // Number of Queues: ask for ours, and take what the controller grants.
     const n = this.ioQueueCount - 1;
-    const r = await this.admin({ opcode: NVME_ADMIN_OPCODE.SET_FEATURES, nsid: 0, cdw10: NVME_FEATURE.NUMBER_OF_QUEUES, cdw11: (n << 16) | n });
+    const r = await this.#adminNow({ opcode: NVME_ADMIN_OPCODE.SET_FEATURES, nsid: 0, cdw10: NVME_FEATURE.NUMBER_OF_QUEUES, cdw11: (n << 16) | n });
     const granted = Math.min((r.dw0 & 0xffff) + 1, (r.dw0 >>> 16) + 1);
     if (granted < this.ioQueueCount) throw err('ERR_NVME_QUEUES', `the controller grants ${granted} I/O queue pair(s), ${this.ioQueueCount} asked`, 'nvme set features');
     await this.#createIoQueues();
@@ -360,8 +423,8 @@ export class NvmeController {
       q.reset();
       const irq = this.mode === 'irq';
       if (irq && !q.eventfd) this.#enableVector(q);
-      await this.admin({ opcode: NVME_ADMIN_OPCODE.CREATE_CQ, nsid: 0, prp1: q.cqMap.iova, cdw10: ((q.depth - 1) << 16) | qid, cdw11: ((irq ? qid : 0) << 16) | (irq ? 2 : 0) | 1 });
-      await this.admin({ opcode: NVME_ADMIN_OPCODE.CREATE_SQ, nsid: 0, prp1: q.sqMap.iova, cdw10: ((q.depth - 1) << 16) | qid, cdw11: (qid << 16) | 1 });
+      await this.#adminNow({ opcode: NVME_ADMIN_OPCODE.CREATE_CQ, nsid: 0, prp1: q.cqMap.iova, cdw10: ((q.depth - 1) << 16) | qid, cdw11: ((irq ? qid : 0) << 16) | (irq ? 2 : 0) | 1 });
+      await this.#adminNow({ opcode: NVME_ADMIN_OPCODE.CREATE_SQ, nsid: 0, prp1: q.sqMap.iova, cdw10: ((q.depth - 1) << 16) | qid, cdw11: (qid << 16) | 1 });
     }
   }
 
@@ -403,16 +466,33 @@ export class NvmeController {
    *
    * @throws {@link NvmeError} for a non-zero status; ERR_NVME_TIMEOUT
    */
-  admin(sqe: Omit<NvmeSqe, 'cid' | 'prp1' | 'prp2'> & { prp1?: bigint; prp2?: bigint }): Promise<NvmeCqe> {
-    return this.#submit(this.#admin, { prp1: 0n, prp2: 0n, ...sqe }, true);
+  async admin(sqe: Omit<NvmeSqe, 'cid' | 'prp1' | 'prp2'> & { prp1?: bigint; prp2?: bigint }, options: NvmeCommandOptions = {}): Promise<NvmeCqe> {
+    const t = options.timeoutMs ?? this.timeoutMs;
+    if (!(t > 0)) throw new RangeError(`timeoutMs must be positive, got ${String(t)}`);
+    await this.#ready();
+    return this.#adminNow(sqe, t);
   }
 
-  #submit(q: QueuePair, sqe: Omit<NvmeSqe, 'cid'>, admin: boolean, slot?: number, done?: (cqe: NvmeCqe) => void): Promise<NvmeCqe> {
+  /** An admin command now, even while the controller is being brought up (which is what uses it). */
+  #adminNow(sqe: Omit<NvmeSqe, 'cid' | 'prp1' | 'prp2'> & { prp1?: bigint; prp2?: bigint }, timeoutMs = this.timeoutMs): Promise<NvmeCqe> {
+    return this.#submit(this.#admin, { prp1: 0n, prp2: 0n, ...sqe }, true, undefined, undefined, timeoutMs);
+  }
+
+  /**
+   * Commands submitted while a reset is under way wait for it: the queues are
+   * being made afresh. When the reset failed, they fail with its error.
+   */
+  async #ready(): Promise<void> {
+    if (this.#closed) throw err('ERR_VFIO_CLOSED', `${this.address} is closed`, 'nvme submit');
+    while (this.#resetting) await this.#resetting;
+  }
+
+  #submit(q: QueuePair, sqe: Omit<NvmeSqe, 'cid'>, admin: boolean, slot?: number, done?: (cqe: NvmeCqe) => void, timeoutMs = this.timeoutMs): Promise<NvmeCqe> {
     if (this.#closed) return Promise.reject(err('ERR_VFIO_CLOSED', `${this.address} is closed`, 'nvme submit'));
     return new Promise<NvmeCqe>((resolve, reject) => {
       const go = (): void => {
         const cid = slot ?? q.free.pop()!;
-        const timer = setTimeout(() => this.#timeout(q, cid), this.timeoutMs);
+        const timer = timeoutMs === Infinity ? null : setTimeout(() => this.#timeout(q, cid), timeoutMs);
         q.pending.set(cid, { done, resolve, reject, opcode: sqe.opcode, timer });
         encodeSqe(q.sq, q.tail * NVME_SQE_SIZE, { ...sqe, cid });
         q.tail = (q.tail + 1) % q.depth;
@@ -427,21 +507,39 @@ export class NvmeController {
     });
   }
 
+  /**
+   * A command did not complete in time. It is rejected with ERR_NVME_TIMEOUT
+   * and its id (and bounce slot, which the controller may still write) stays
+   * reserved until its completion turns up or the controller is reset. Then,
+   * as the kernel's driver does: an I/O command is aborted (Abort), and the
+   * controller is reset when the Abort fails or times out, when an admin
+   * command timed out, or when CSTS.CFS reports a fatal status.
+   */
   #timeout(q: QueuePair, cid: number): void {
     const p = q.pending.get(cid);
     if (!p) return;
     q.pending.delete(cid);
     q.lost.add(cid);
+    this.timeouts++;
     const csts = decodeCsts(this.regs.read32(NVME_REG.CSTS));
+    const resetting = csts.cfs || q.qid === 0;
     p.reject(
       err(
         'ERR_NVME_TIMEOUT',
-        `command ${cid} (opcode 0x${p.opcode.toString(16)}) on queue ${q.qid} did not complete within ${this.timeoutMs} ms${csts.cfs ? '; the controller reports a fatal status (CSTS.CFS)' : ''}`,
+        `command ${cid} (opcode 0x${p.opcode.toString(16)}) on ${q.qid === 0 ? 'the admin queue' : `queue ${q.qid}`} did not complete in time${csts.cfs ? '; the controller reports a fatal status (CSTS.CFS)' : ''}`,
         'nvme command',
-        csts.cfs ? 'reset the controller: nvme.reset()' : undefined,
+        resetting ? 'the driver resets the controller: commands in flight fail with ERR_NVME_RESET' : 'the driver aborts the command (Abort), and resets the controller if that fails',
       ),
     );
-    if (csts.cfs) void this.reset().catch(() => {});
+    const reset = (): void => void this.reset().catch(() => {});
+    if (resetting) return reset();
+    this.#adminNow({ opcode: NVME_ADMIN_OPCODE.ABORT, nsid: 0, cdw10: q.qid | (cid << 16) }).then(
+      // dw0 bit 0 set: not aborted. The command may still complete; its id stays reserved until then.
+      () => undefined,
+      (e: unknown) => {
+        if (!(e instanceof VfioError && (e.code === 'ERR_NVME_RESET' || e.code === 'ERR_VFIO_CLOSED'))) reset();
+      },
+    );
   }
 
   #schedulePoll(): void {
@@ -470,7 +568,7 @@ export class NvmeController {
       const p = q.pending.get(cqe.cid);
       if (p) {
         q.pending.delete(cqe.cid);
-        clearTimeout(p.timer);
+        if (p.timer) clearTimeout(p.timer);
         // Before the id is released (a waiting submission may take its slot at once).
         if (cqe.sct === 0 && cqe.sc === 0) p.done?.(cqe);
         this.#release(q, cqe.cid);
@@ -491,20 +589,23 @@ export class NvmeController {
 
   /** Identify Controller (CNS 1). */
   async identifyController(): Promise<NvmeIdentifyController> {
+    await this.#ready();
     return decodeIdentifyController(await this.#identify(NVME_IDENTIFY_CNS.CONTROLLER, 0));
   }
 
   /** Identify Namespace (CNS 0). */
   async identifyNamespace(nsid: number): Promise<NvmeIdentifyNamespace> {
+    await this.#ready();
     return decodeIdentifyNamespace(await this.#identify(NVME_IDENTIFY_CNS.NAMESPACE, nsid));
   }
 
   /** The active namespace IDs (CNS 2). */
   async namespaceIds(): Promise<number[]> {
+    await this.#ready();
     return decodeActiveNamespaces(await this.#identify(NVME_IDENTIFY_CNS.ACTIVE_NS_LIST, 0));
   }
 
-  async #identify(cns: number, nsid: number): Promise<Uint8Array> {
+  #identify(cns: number, nsid: number): Promise<Uint8Array> {
     const q = this.#admin;
     const s = this.#adminSlots;
     return new Promise<Uint8Array>((resolve, reject) => {
@@ -532,6 +633,7 @@ export class NvmeController {
   /** @internal One NVM command through a bounce slot (or a buffer of its own past the slot size). */
   async io(opcode: number, nsid: number, slba: bigint, blocks: number, blockSize: number, data: Uint8Array | null): Promise<Uint8Array | null> {
     if (this.#closed) throw err('ERR_VFIO_CLOSED', `${this.address} is closed`, 'nvme io');
+    if (this.#resetting) await this.#ready();
     const qi = this.#next++ % this.#io.length;
     const q = this.#io[qi]!;
     const slots = this.#ioSlots[qi]!;
@@ -596,7 +698,7 @@ export class NvmeController {
   #failAll(e: () => unknown): void {
     for (const q of [this.#admin, ...this.#io]) {
       for (const [cid, p] of q.pending) {
-        clearTimeout(p.timer);
+        if (p.timer) clearTimeout(p.timer);
         q.free.push(cid);
         p.reject(e());
       }
