@@ -23,6 +23,8 @@ import {
 import { native } from '../src/native.js';
 import { LAYOUTS } from '../src/uapi/layouts.js';
 import { CBaseline } from './coprocess.js';
+import { nvmeBench } from './nvme.js';
+import { renderNvmeTable } from './nvme-report.js';
 import { makeCase, refusedCase, renderTable, stats, type BenchReport, type CaseResult, type CaseSpec, type Stats } from './report.js';
 
 const args = process.argv.slice(2);
@@ -699,6 +701,22 @@ async function main(): Promise<number> {
   } finally {
     if (oldLimit !== null) writeFileSync(ENTRY_LIMIT, oldLimit);
   }
+  // The NVMe section: its own table (IOPS and latency percentiles against fio), bench-results/nvme.{json,txt}.
+  let nvmeTable: string | null = null;
+  let nvmeFailed = false;
+  if (ONLY === null || [...ONLY].some((p) => p.startsWith('nvme') || 'nvme'.startsWith(p))) {
+    mkdirSync(OUT_DIR, { recursive: true });
+    try {
+      const r = await nvmeBench({ seconds: QUICK ? 2 : 5, log });
+      nvmeTable = renderNvmeTable(r);
+      nvmeFailed = r.rows.some((x) => x.error);
+      writeFileSync(join(OUT_DIR, 'nvme.json'), JSON.stringify(r, null, 2) + '\n');
+    } catch (e) {
+      nvmeTable = `NVMe: failed: ${(e as Error).message}`;
+      nvmeFailed = true;
+    }
+    writeFileSync(join(OUT_DIR, 'nvme.txt'), nvmeTable + '\n');
+  }
   const cpu = /^model name\s*:\s*(.*)$/m.exec(readFileSync('/proc/cpuinfo', 'utf8'))?.[1] ?? 'unknown';
   const report: BenchReport = {
     cases: results,
@@ -716,10 +734,10 @@ async function main(): Promise<number> {
   mkdirSync(OUT_DIR, { recursive: true });
   const json = JSON.stringify(report, null, 2) + '\n';
   writeFileSync(join(OUT_DIR, 'latest.json'), json);
-  const table = renderTable(report);
+  const table = renderTable(report) + (nvmeTable ? `\n\n${nvmeTable}` : '');
   writeFileSync(join(OUT_DIR, 'latest.txt'), table + '\n');
   process.stdout.write(`${table}\n`);
-  return results.some((r) => r.error?.startsWith('failed')) ? 1 : 0;
+  return results.some((r) => r.error?.startsWith('failed')) || nvmeFailed ? 1 : 0;
 }
 
 main().then(
