@@ -7,9 +7,13 @@
  * - through the kernel's nvme driver, the same controller rebound to it, with
  *   fio (Debian's) and io_uring, then libaio, O_DIRECT on /dev/nvme0n1.
  *
- * Every engine runs each configuration for the same wall time, on the same
- * 64 MiB namespace, written through once first so no engine reads holes. The
- * controller is bound back to vfio-pci at the end, whatever happened.
+ * Every engine runs each configuration for the same wall time after a warm-up
+ * (under TCG, code runs slowly until QEMU has translated it: the first second
+ * of a fresh process is not representative), on the same 64 MiB namespace,
+ * written through once first so no engine reads holes. Two rounds in ABBA
+ * order (ours then the kernel's, then the kernel's then ours) so drift hits
+ * both alike; each configuration keeps its better round. The controller is
+ * bound back to vfio-pci at the end, whatever happened.
  */
 import { spawnSync } from 'node:child_process';
 import { existsSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
@@ -26,8 +30,10 @@ const hr = (): bigint => process.hrtime.bigint();
 
 /** Options of {@link nvmeBench}. */
 export interface NvmeBenchOptions {
-  /** Wall time of each configuration, in seconds. */
+  /** Wall time of each configuration, in seconds (whole seconds: fio's runtime). */
   seconds: number;
+  /** Rounds (1 or more); the second runs the engines in the opposite order. */
+  rounds: number;
   log: (s: string) => void;
 }
 
@@ -46,8 +52,8 @@ async function ours(mode: NvmeMode, rw: NvmeRw, qd: number, seconds: number): Pr
       return BigInt((seed % slots) * per);
     };
     const one: () => Promise<unknown> = rw === 'randread' ? () => ns.read(lba(), per) : () => ns.write(lba(), data);
-    // Warm-up: the JIT and the queues, not timed.
-    const warmEnd = Date.now() + 300;
+    // Warm-up: the JIT, QEMU's translation of it, and the queues; not timed.
+    const warmEnd = Date.now() + 1000;
     while (Date.now() < warmEnd) await Promise.all(Array.from({ length: qd }, one));
     const lat = new Float64Array(2_000_000);
     let n = 0;
@@ -83,7 +89,7 @@ function fio(ioengine: 'io_uring' | 'libaio', rw: NvmeRw, qd: number, seconds: n
     '--numjobs=1',
     '--time_based',
     `--runtime=${seconds}`,
-    '--ramp_time=300ms',
+    '--ramp_time=1',
     '--norandommap',
     '--randrepeat=0',
     '--lat_percentiles=1',
@@ -115,7 +121,12 @@ async function toKernel(address: string): Promise<void> {
 export async function nvmeBench(o: NvmeBenchOptions): Promise<NvmeReport> {
   const started = Date.now();
   const address = findNvme();
-  const rows: NvmeRow[] = [];
+  const best = new Map<string, NvmeRow>();
+  const keep = (row: NvmeRow): void => {
+    const key = `${row.engine}/${row.rw}/${row.qd}`;
+    const prev = best.get(key);
+    if (!prev || (prev.error && !row.error) || (!row.error && row.iops > prev.iops)) best.set(key, row);
+  };
   const run = async (engine: string, rw: NvmeRw, qd: number, f: () => Promise<NvmeRow> | NvmeRow): Promise<void> => {
     o.log(`nvme ${engine} ${rw} QD${qd} …`);
     let row: NvmeRow;
@@ -124,7 +135,7 @@ export async function nvmeBench(o: NvmeBenchOptions): Promise<NvmeReport> {
     } catch (e) {
       row = failedRow(engine, rw, qd, (e as Error).message);
     }
-    rows.push(row);
+    keep(row);
     o.log(`nvme ${engine} ${rw} QD${qd}: ${row.error ?? `${row.iops.toFixed(0)} IOPS, p50 ${row.p50Us.toFixed(1)} µs, p99 ${row.p99Us.toFixed(1)} µs`}`);
   };
   // Write the namespace through once, so reads never hit unwritten (sparse) blocks on any engine.
@@ -139,24 +150,38 @@ export async function nvmeBench(o: NvmeBenchOptions): Promise<NvmeReport> {
   } finally {
     await c.close();
   }
-  for (const mode of ['poll', 'irq'] as const) for (const rw of PATTERNS) for (const qd of DEPTHS) await run(`vfio ${mode}`, rw, qd, () => ours(mode, rw, qd, o.seconds));
-  const dir = mkdtempSync(join(tmpdir(), 'vfio-nvme-bench-'));
-  try {
-    await toKernel(address);
-    for (const ioengine of ['io_uring', 'libaio'] as const) for (const rw of PATTERNS) for (const qd of DEPTHS) await run(`fio ${ioengine}`, rw, qd, () => fio(ioengine, rw, qd, o.seconds, dir));
-  } catch (e) {
-    for (const ioengine of ['io_uring', 'libaio'] as const) {
-      for (const rw of PATTERNS) for (const qd of DEPTHS) if (!rows.some((r) => r.engine === `fio ${ioengine}` && r.rw === rw && r.qd === qd)) rows.push(failedRow(`fio ${ioengine}`, rw, qd, (e as Error).message));
+  const oursAll = async (): Promise<void> => {
+    for (const mode of ['poll', 'irq'] as const) for (const rw of PATTERNS) for (const qd of DEPTHS) await run(`vfio ${mode}`, rw, qd, () => ours(mode, rw, qd, o.seconds));
+  };
+  const kernelAll = async (): Promise<void> => {
+    const dir = mkdtempSync(join(tmpdir(), 'vfio-nvme-bench-'));
+    try {
+      await toKernel(address);
+      for (const ioengine of ['io_uring', 'libaio'] as const) for (const rw of PATTERNS) for (const qd of DEPTHS) await run(`fio ${ioengine}`, rw, qd, () => fio(ioengine, rw, qd, o.seconds, dir));
+    } catch (e) {
+      for (const ioengine of ['io_uring', 'libaio'] as const) for (const rw of PATTERNS) for (const qd of DEPTHS) keep(failedRow(`fio ${ioengine}`, rw, qd, (e as Error).message));
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+      bindPciDriver(address, 'vfio-pci');
     }
-  } finally {
-    rmSync(dir, { recursive: true, force: true });
-    bindPciDriver(address, 'vfio-pci');
+  };
+  for (let r = 0; r < o.rounds; r++) {
+    o.log(`nvme round ${r + 1} of ${o.rounds}`);
+    if (r % 2 === 0) {
+      await oursAll();
+      await kernelAll();
+    } else {
+      await kernelAll();
+      await oursAll();
+    }
   }
+  const order = (r: NvmeRow): number => ['vfio poll', 'vfio irq', 'fio io_uring', 'fio libaio'].indexOf(r.engine) * 100 + PATTERNS.indexOf(r.rw) * 10 + DEPTHS.indexOf(r.qd);
+  const rows = [...best.values()].sort((a, b) => order(a) - order(b));
   const fioVersion = spawnSync('fio', ['--version'], { encoding: 'utf8' }).stdout?.trim() ?? 'unknown';
   return {
     rows,
     targets: nvmeTargets(rows),
-    env: { device: address, seconds: o.seconds, fio: fioVersion, elapsed: Math.round((Date.now() - started) / 1000) },
+    env: { device: address, seconds: o.seconds, rounds: o.rounds, 'kept': 'the better round', fio: fioVersion, elapsed: Math.round((Date.now() - started) / 1000) },
     date: new Date().toISOString(),
   };
 }

@@ -707,7 +707,7 @@ async function main(): Promise<number> {
   if (ONLY === null || [...ONLY].some((p) => p.startsWith('nvme') || 'nvme'.startsWith(p))) {
     mkdirSync(OUT_DIR, { recursive: true });
     try {
-      const r = await nvmeBench({ seconds: QUICK ? 2 : 5, log });
+      const r = await nvmeBench({ seconds: QUICK ? 2 : 4, rounds: QUICK ? 1 : 2, log });
       nvmeTable = renderNvmeTable(r);
       nvmeFailed = r.rows.some((x) => x.error);
       writeFileSync(join(OUT_DIR, 'nvme.json'), JSON.stringify(r, null, 2) + '\n');

@@ -27,6 +27,7 @@ import {
   encodeAqa,
   encodeCc,
   encodeSqe,
+  writeIoSqe,
   maxTransferBytes,
   opcodeName,
   planPrps,
@@ -210,6 +211,26 @@ describe('submission queue entries', () => {
         0000000000000000
         0a000000 0b000000 0c000000 0d000000 0e000000 ffffffff`).toString('hex'),
     );
+  });
+
+  it('writeIoSqe (the I/O path\'s writer) writes the bytes encodeSqe writes, over stale bytes, with number PRPs up to 2^53', () => {
+    let seed = 7;
+    const r32 = (): number => (seed = (Math.imul(seed, 1103515245) + 12345) >>> 0);
+    const fast = new Uint8Array(64 * 4).fill(0xee);
+    const checked = new Uint8Array(64 * 4);
+    for (let k = 0; k < 200; k++) {
+      const prp1 = (r32() % 2 ** 21) * 2 ** 32 + ((r32() & ~0xfff) >>> 0);
+      const prp2 = k % 3 === 0 ? 0 : (r32() % 2 ** 21) * 2 ** 32 + ((r32() & ~0xfff) >>> 0);
+      const f = { opcode: r32() & 0xff, cid: r32() & 0xffff, nsid: r32(), cdw10: r32(), cdw11: r32(), cdw12: r32() & 0xffff };
+      const i = k % 4;
+      writeIoSqe(new DataView(fast.buffer), i, f.opcode, f.cid, f.nsid, prp1, prp2, f.cdw10, f.cdw11, f.cdw12);
+      encodeSqe(checked, i * 64, { ...f, prp1: BigInt(prp1), prp2: BigInt(prp2) });
+      expect(Buffer.from(fast.subarray(i * 64, i * 64 + 64)).toString('hex'), `entry ${k}`).toBe(Buffer.from(checked.subarray(i * 64, i * 64 + 64)).toString('hex'));
+    }
+    writeIoSqe(new DataView(fast.buffer), 0, 2, 1, 1, 2 ** 53 - 4096, 0, 0, 0, 0);
+    expect(new DataView(fast.buffer).getBigUint64(24, true)).toBe(2n ** 53n - 4096n);
+    expect(() => writeIoSqe(new DataView(fast.buffer), 4, 2, 1, 1, 0, 0, 0, 0, 0)).toThrow(RangeError);
+    expect(() => writeIoSqe(new DataView(fast.buffer), -1, 2, 1, 1, 0, 0, 0, 0, 0)).toThrow(RangeError);
   });
 
   it('refuses fields out of range and slots that do not fit', () => {

@@ -47,6 +47,8 @@ import {
   encodeSqe,
   maxTransferBytes,
   planPrps,
+  prpListPageCount,
+  writeIoSqe,
   type NvmeCap,
   type NvmeCqe,
   type NvmeIdentifyController,
@@ -122,12 +124,17 @@ export interface NvmePciErrorEvent {
 }
 
 interface Pending {
-  /** Runs in the completion path, before the command's id (and bounce slot) is reused: copies a read out. */
-  done: ((cqe: NvmeCqe) => void) | undefined;
-  resolve: (cqe: NvmeCqe) => void;
+  /**
+   * Runs in the completion path of a successful command, before its id (and
+   * bounce slot) is reused: copies a read out. What it returns is what the
+   * command resolves with; without it, the completion entry.
+   */
+  done: ((cqe: NvmeCqe) => unknown) | undefined;
+  resolve: (value: any) => void;
   reject: (e: unknown) => void;
   opcode: number;
-  timer: NodeJS.Timeout | null;
+  /** performance.now() after which the watchdog fails it; Infinity for never. */
+  deadline: number;
 }
 
 /** One submission/completion queue pair, its memory mapped once. */
@@ -137,6 +144,7 @@ class QueuePair {
   readonly sqMem: DmaBuffer;
   readonly cqMem: DmaBuffer;
   readonly sq: Uint8Array;
+  readonly sqView: DataView;
   readonly cq: Uint8Array;
   sqMap!: DmaMapping;
   cqMap!: DmaMapping;
@@ -161,6 +169,7 @@ class QueuePair {
     this.sqMem = allocDmaBuffer(round(depth * NVME_SQE_SIZE));
     this.cqMem = allocDmaBuffer(round(depth * NVME_CQE_SIZE));
     this.sq = new Uint8Array(this.sqMem.buffer);
+    this.sqView = new DataView(this.sqMem.buffer);
     this.cq = new Uint8Array(this.cqMem.buffer);
     const db = doorbellOffsets(qid, dstrd);
     this.sqDb = db.sq;
@@ -178,25 +187,55 @@ class QueuePair {
   }
 }
 
-/** A bounce slot per command id of a queue: DMA memory mapped once, with its PRP list page. */
+/**
+ * A bounce slot per command id of a queue: DMA memory mapped once, with the
+ * PRP list pages that describe the whole slot, written once. A command of
+ * any length up to the slot's points at the same list: the controller reads
+ * only the entries its transfer needs.
+ */
 class Slots {
   readonly mem: DmaBuffer;
   readonly map: DmaMapping;
   readonly lists: DmaBuffer;
   readonly listMap: DmaMapping;
   readonly bytes: Uint8Array;
-  readonly listBytes: Uint8Array;
+  /** PRP list pages per slot (0 when a slot is at most two pages). */
+  readonly listPages: number;
+  readonly #base: number;
+  readonly #listBase: number;
   constructor(
     mapper: DmaMapper,
     readonly count: number,
     readonly slotBytes: number,
   ) {
+    const pages = slotBytes / PAGE;
+    this.listPages = pages > 2 ? prpListPageCount(pages, PAGE) : 0;
     this.mem = allocDmaBuffer(count * slotBytes);
-    this.lists = allocDmaBuffer(count * PAGE);
+    this.lists = allocDmaBuffer(Math.max(1, count * this.listPages) * PAGE);
     this.map = mapper.map(this.mem);
     this.listMap = mapper.map(this.lists);
     this.bytes = new Uint8Array(this.mem.buffer);
-    this.listBytes = new Uint8Array(this.lists.buffer);
+    // IOVAs are below 2^53 (the IOMMU's address width is at most 57 bits, the mapper's spaces far below): plain numbers on the I/O path.
+    this.#base = Number(this.map.iova);
+    this.#listBase = Number(this.listMap.iova);
+    const listBytes = new Uint8Array(this.lists.buffer);
+    for (let i = 0; i < count && this.listPages > 0; i++) {
+      const first = i * this.listPages;
+      planPrps((p) => this.iova(i, p), 0, slotBytes, PAGE, (l) => ({
+        iova: this.listMap.iova + BigInt((first + l) * PAGE),
+        bytes: listBytes.subarray((first + l) * PAGE, (first + l + 1) * PAGE),
+      }));
+    }
+  }
+  /** PRP1 of a transfer through slot i: its first page. */
+  prp1(i: number): number {
+    return this.#base + i * this.slotBytes;
+  }
+  /** PRP2 of a `pages`-page transfer through slot i: none, the second page, or the slot's list. */
+  prp2(i: number, pages: number): number {
+    if (pages === 1) return 0;
+    if (pages === 2) return this.#base + i * this.slotBytes + PAGE;
+    return this.#listBase + i * this.listPages * PAGE;
   }
   /** Slot i's bytes, and the IOVA of its page p. */
   view(i: number, length: number): Uint8Array {
@@ -264,6 +303,8 @@ export class NvmeController extends EventEmitter<{ 'pci-error': [NvmePciErrorEve
   #polling = false;
   #closed = false;
   #resetting: Promise<void> | null = null;
+  #watchdog: NodeJS.Timeout | null = null;
+  #tick = 0;
 
   private constructor(opened: OpenedDevice, mapper: DmaMapper, regs: MappedRegion, o: Required<Omit<NvmeOpenOptions, 'address' | 'backend' | 'root'>>) {
     super();
@@ -475,7 +516,7 @@ export class NvmeController extends EventEmitter<{ 'pci-error': [NvmePciErrorEve
 
   /** An admin command now, even while the controller is being brought up (which is what uses it). */
   #adminNow(sqe: Omit<NvmeSqe, 'cid' | 'prp1' | 'prp2'> & { prp1?: bigint; prp2?: bigint }, timeoutMs = this.timeoutMs): Promise<NvmeCqe> {
-    return this.#submit(this.#admin, { prp1: 0n, prp2: 0n, ...sqe }, true, undefined, undefined, timeoutMs);
+    return this.#submit(this.#admin, { prp1: 0n, prp2: 0n, ...sqe }, undefined, undefined, timeoutMs);
   }
 
   /**
@@ -487,24 +528,61 @@ export class NvmeController extends EventEmitter<{ 'pci-error': [NvmePciErrorEve
     while (this.#resetting) await this.#resetting;
   }
 
-  #submit(q: QueuePair, sqe: Omit<NvmeSqe, 'cid'>, admin: boolean, slot?: number, done?: (cqe: NvmeCqe) => void, timeoutMs = this.timeoutMs): Promise<NvmeCqe> {
+  /**
+   * Any command, through the checked encoder. Resolves with what `done`
+   * returns (else the completion entry); rejects with an NvmeError for a
+   * non-zero status.
+   */
+  #submit(q: QueuePair, sqe: Omit<NvmeSqe, 'cid'>, slot?: number, done?: (cqe: NvmeCqe) => unknown, timeoutMs = this.timeoutMs): Promise<NvmeCqe> {
     if (this.#closed) return Promise.reject(err('ERR_VFIO_CLOSED', `${this.address} is closed`, 'nvme submit'));
     return new Promise<NvmeCqe>((resolve, reject) => {
       const go = (): void => {
         const cid = slot ?? q.free.pop()!;
-        const timer = timeoutMs === Infinity ? null : setTimeout(() => this.#timeout(q, cid), timeoutMs);
-        q.pending.set(cid, { done, resolve, reject, opcode: sqe.opcode, timer });
         encodeSqe(q.sq, q.tail * NVME_SQE_SIZE, { ...sqe, cid });
-        q.tail = (q.tail + 1) % q.depth;
-        this.regs.write32(q.sqDb, q.tail);
-        if (admin || this.mode === 'poll') this.#schedulePoll();
+        this.#ring(q, cid, { done, resolve, reject, opcode: sqe.opcode, deadline: performance.now() + timeoutMs }, timeoutMs);
       };
       if (slot !== undefined || q.free.length > 0) go();
       else q.waiting.push({ go, reject });
-    }).then((cqe) => {
-      if (cqe.sct !== 0 || cqe.sc !== 0) throw NvmeError.fromCqe(cqe, sqe.opcode, admin);
-      return cqe;
     });
+  }
+
+  /** The entry at the tail is written: records it as pending, rings the SQ doorbell, and makes sure its completion is looked for and its deadline watched. */
+  #ring(q: QueuePair, cid: number, p: Pending, timeoutMs: number): void {
+    q.pending.set(cid, p);
+    q.tail = q.tail + 1 === q.depth ? 0 : q.tail + 1;
+    this.regs.write32(q.sqDb, q.tail);
+    if (q.qid === 0 || this.mode === 'poll') this.#schedulePoll();
+    if (this.#watchdog === null || timeoutMs < this.#tick * 4) this.#watch(timeoutMs);
+  }
+
+  /**
+   * One interval timer watches every deadline (a timer per command costs more
+   * than the command on a fast path). Its period is a quarter of the shortest
+   * timeout in use, 5..250 ms; it stops when nothing is pending, and holds the
+   * process open while something is (an interrupt's eventfd does not).
+   */
+  #watch(timeoutMs: number): void {
+    const tick = Math.max(5, Math.min(250, Math.floor(timeoutMs / 4)));
+    if (this.#watchdog !== null) {
+      if (this.#tick <= tick) return;
+      clearInterval(this.#watchdog);
+    }
+    this.#tick = tick;
+    this.#watchdog = setInterval(() => this.#scan(), tick);
+  }
+
+  #scan(): void {
+    const now = performance.now();
+    for (const q of [this.#admin, ...this.#io]) {
+      for (const [cid, p] of q.pending) if (p.deadline <= now) this.#timeout(q, cid);
+    }
+    if (!this.#admin.pending.size && this.#io.every((q) => q.pending.size === 0)) this.#unwatch();
+  }
+
+  #unwatch(): void {
+    if (this.#watchdog !== null) clearInterval(this.#watchdog);
+    this.#watchdog = null;
+    this.#tick = 0;
   }
 
   /**
@@ -568,11 +646,15 @@ export class NvmeController extends EventEmitter<{ 'pci-error': [NvmePciErrorEve
       const p = q.pending.get(cqe.cid);
       if (p) {
         q.pending.delete(cqe.cid);
-        if (p.timer) clearTimeout(p.timer);
-        // Before the id is released (a waiting submission may take its slot at once).
-        if (cqe.sct === 0 && cqe.sc === 0) p.done?.(cqe);
-        this.#release(q, cqe.cid);
-        p.resolve(cqe);
+        if (cqe.sct !== 0 || cqe.sc !== 0) {
+          this.#release(q, cqe.cid);
+          p.reject(NvmeError.fromCqe(cqe, p.opcode, q.qid === 0));
+        } else {
+          // Before the id is released (a waiting submission may take its slot at once).
+          const value = p.done ? p.done(cqe) : cqe;
+          this.#release(q, cqe.cid);
+          p.resolve(value);
+        }
       } else if (q.lost.delete(cqe.cid)) {
         this.#release(q, cqe.cid); // a late completion of a timed-out command: its id is free again
       }
@@ -611,9 +693,8 @@ export class NvmeController extends EventEmitter<{ 'pci-error': [NvmePciErrorEve
     return new Promise<Uint8Array>((resolve, reject) => {
       const go = (): void => {
         const slot = q.free.pop()!;
-        let page: Uint8Array | null = null;
-        this.#submit(q, { opcode: NVME_ADMIN_OPCODE.IDENTIFY, nsid, prp1: s.iova(slot, 0), prp2: 0n, cdw10: cns }, true, slot, () => (page = Uint8Array.from(s.view(slot, NVME_IDENTIFY_SIZE)))).then(
-          () => resolve(page!),
+        this.#submit(q, { opcode: NVME_ADMIN_OPCODE.IDENTIFY, nsid, prp1: s.iova(slot, 0), prp2: 0n, cdw10: cns }, slot, () => s.view(slot, NVME_IDENTIFY_SIZE).slice()).then(
+          (page) => resolve(page as unknown as Uint8Array),
           reject,
         );
       };
@@ -630,43 +711,50 @@ export class NvmeController extends EventEmitter<{ 'pci-error': [NvmePciErrorEve
 
   // ---- I/O ----------------------------------------------------------------------------------
 
-  /** @internal One NVM command through a bounce slot (or a buffer of its own past the slot size). */
-  async io(opcode: number, nsid: number, slba: bigint, blocks: number, blockSize: number, data: Uint8Array | null): Promise<Uint8Array | null> {
-    if (this.#closed) throw err('ERR_VFIO_CLOSED', `${this.address} is closed`, 'nvme io');
-    if (this.#resetting) await this.#ready();
+  /**
+   * @internal One NVM command through a bounce slot (or a buffer of its own
+   * past the slot size). `slba` is a safe integer or a bigint.
+   */
+  io(opcode: number, nsid: number, slba: bigint | number, blocks: number, blockSize: number, data: Uint8Array | null): Promise<Uint8Array | null> {
+    if (this.#closed) return Promise.reject(err('ERR_VFIO_CLOSED', `${this.address} is closed`, 'nvme io'));
+    if (this.#resetting) return this.#ready().then(() => this.io(opcode, nsid, slba, blocks, blockSize, data));
     const qi = this.#next++ % this.#io.length;
     const q = this.#io[qi]!;
     const slots = this.#ioSlots[qi]!;
     const bytes = blocks * blockSize;
-    const cdw10 = Number(slba & 0xffffffffn);
-    const cdw11 = Number(slba >> 32n);
+    let cdw10: number;
+    let cdw11: number;
+    if (typeof slba === 'number') {
+      cdw10 = slba % 4294967296;
+      cdw11 = (slba - cdw10) / 4294967296;
+    } else {
+      cdw10 = Number(slba & 0xffffffffn);
+      cdw11 = Number(slba >> 32n);
+    }
     const cdw12 = blocks > 0 ? blocks - 1 : 0;
-    if (bytes === 0) {
-      await this.#submit(q, { opcode, nsid, prp1: 0n, prp2: 0n }, false);
-      return null;
-    }
-    if (bytes > this.#maxTransfer) throw new RangeError(`${bytes} bytes exceed the controller's maximum transfer (MDTS: ${this.#maxTransfer} bytes): split the command`);
-    if (bytes <= slots.slotBytes) {
-      return new Promise<Uint8Array | null>((resolve, reject) => {
-        const go = (): void => {
-          const slot = q.free.pop()!;
-          if (data) slots.view(slot, bytes).set(data.subarray(0, bytes));
-          const plan = planPrps((p) => slots.iova(slot, p), 0, bytes, PAGE, () => ({ iova: slots.listMap.iova + BigInt(slot * PAGE), bytes: slots.listBytes.subarray(slot * PAGE, (slot + 1) * PAGE) }));
-          let out: Uint8Array | null = null;
-          const copyOut = data ? undefined : () => (out = Uint8Array.from(slots.view(slot, bytes)));
-          this.#submit(q, { opcode, nsid, prp1: plan.prp1, prp2: plan.prp2, cdw10, cdw11, cdw12 }, false, slot, copyOut).then(
-            () => resolve(out),
-            reject,
-          );
-        };
-        if (q.free.length > 0) go();
-        else q.waiting.push({ go, reject });
-      });
-    }
-    // Past the slot size: a buffer and list pages of its own, mapped for this command.
+    if (bytes === 0) return this.#submit(q, { opcode, nsid, prp1: 0n, prp2: 0n }).then(() => null);
+    if (bytes > this.#maxTransfer) return Promise.reject(new RangeError(`${bytes} bytes exceed the controller's maximum transfer (MDTS: ${this.#maxTransfer} bytes): split the command`));
+    if (bytes > slots.slotBytes) return this.#ioOwnBuffer(q, opcode, nsid, bytes, cdw10, cdw11, cdw12, data);
+    // The fast path: the slot's memory and PRP list were mapped and written once.
+    const pages = Math.ceil(bytes / PAGE);
+    return new Promise<Uint8Array | null>((resolve, reject) => {
+      const go = (): void => {
+        const slot = q.free.pop()!;
+        if (data) slots.bytes.set(data.length === bytes ? data : data.subarray(0, bytes), slot * slots.slotBytes);
+        writeIoSqe(q.sqView, q.tail, opcode, slot, nsid, slots.prp1(slot), slots.prp2(slot, pages), cdw10, cdw11, cdw12);
+        const done = data ? () => null : () => slots.view(slot, bytes).slice();
+        this.#ring(q, slot, { done, resolve, reject, opcode, deadline: performance.now() + this.timeoutMs }, this.timeoutMs);
+      };
+      if (q.free.length > 0) go();
+      else q.waiting.push({ go, reject });
+    });
+  }
+
+  /** Past the slot size: a buffer and list pages of its own, mapped for this command. */
+  async #ioOwnBuffer(q: QueuePair, opcode: number, nsid: number, bytes: number, cdw10: number, cdw11: number, cdw12: number, data: Uint8Array | null): Promise<Uint8Array | null> {
     const buf = allocDmaBuffer(Math.ceil(bytes / PAGE) * PAGE);
     const pages = Math.ceil(bytes / PAGE);
-    const lists = allocDmaBuffer(Math.max(1, Math.ceil(pages / (PAGE / 8 - 1))) * PAGE);
+    const lists = allocDmaBuffer(Math.max(1, prpListPageCount(pages, PAGE)) * PAGE);
     const m = this.mapper.map(buf);
     const lm = this.mapper.map(lists);
     try {
@@ -674,8 +762,8 @@ export class NvmeController extends EventEmitter<{ 'pci-error': [NvmePciErrorEve
       if (data) view.set(data.subarray(0, bytes));
       const lb = new Uint8Array(lists.buffer);
       const plan = planPrps((p) => m.iova + BigInt(p * PAGE), 0, bytes, PAGE, (i) => ({ iova: lm.iova + BigInt(i * PAGE), bytes: lb.subarray(i * PAGE, (i + 1) * PAGE) }));
-      await this.#submit(q, { opcode, nsid, prp1: plan.prp1, prp2: plan.prp2, cdw10, cdw11, cdw12 }, false);
-      return data ? null : Uint8Array.from(view.subarray(0, bytes));
+      await this.#submit(q, { opcode, nsid, prp1: plan.prp1, prp2: plan.prp2, cdw10, cdw11, cdw12 });
+      return data ? null : view.slice(0, bytes);
     } finally {
       // After close() the space is gone and unmapAll() took these: free them regardless.
       for (const x of [m, lm]) {
@@ -698,7 +786,6 @@ export class NvmeController extends EventEmitter<{ 'pci-error': [NvmePciErrorEve
   #failAll(e: () => unknown): void {
     for (const q of [this.#admin, ...this.#io]) {
       for (const [cid, p] of q.pending) {
-        if (p.timer) clearTimeout(p.timer);
         q.free.push(cid);
         p.reject(e());
       }
@@ -739,6 +826,7 @@ export class NvmeController extends EventEmitter<{ 'pci-error': [NvmePciErrorEve
       // the device may be gone
     }
     this.#closed = true;
+    this.#unwatch();
     this.#failAll(() => err('ERR_VFIO_CLOSED', `${this.address} was closed while the command was in flight`, 'nvme command'));
     for (const q of this.#io) q.eventfd?.close();
     try {
@@ -778,25 +866,39 @@ export class NvmeNamespace {
     this.blocks = identity.nsze;
   }
 
-  #check(lba: bigint | number, blocks: number): bigint {
-    const l = typeof lba === 'bigint' ? lba : BigInt(lba);
-    if (l < 0n || l >= 1n << 64n) throw new RangeError(`lba must be an unsigned 64-bit number, got ${String(lba)}`);
+  /** The LBA as the I/O path takes it (a safe integer stays a number), after the checks. */
+  #check(lba: bigint | number, blocks: number): bigint | number {
+    if (typeof lba === 'number') {
+      if (!Number.isSafeInteger(lba) || lba < 0) throw new RangeError(`lba must be a non-negative safe integer or a bigint, got ${String(lba)}`);
+    } else if (typeof lba !== 'bigint' || lba < 0n || lba >= 1n << 64n) {
+      throw new RangeError(`lba must be an unsigned 64-bit number, got ${String(lba)}`);
+    }
     if (!Number.isInteger(blocks) || blocks < 1 || blocks > 65536) throw new RangeError(`blocks must be 1..65536, got ${String(blocks)}`);
-    return l;
+    return lba;
   }
 
   /** Reads `blocks` blocks at `lba`; resolves with their bytes. @throws {@link NvmeError} (e.g. LBA Out of Range) */
-  async read(lba: bigint | number, blocks: number): Promise<Uint8Array> {
-    const l = this.#check(lba, blocks);
-    return (await this.controller.io(NVME_NVM_OPCODE.READ, this.nsid, l, blocks, this.blockSize, null))!;
+  read(lba: bigint | number, blocks: number): Promise<Uint8Array> {
+    let l: bigint | number;
+    try {
+      l = this.#check(lba, blocks);
+    } catch (e) {
+      return Promise.reject(e);
+    }
+    return this.controller.io(NVME_NVM_OPCODE.READ, this.nsid, l, blocks, this.blockSize, null) as Promise<Uint8Array>;
   }
 
   /** Writes `data` (a whole number of blocks) at `lba`. */
-  async write(lba: bigint | number, data: Uint8Array): Promise<void> {
-    if (!(data instanceof Uint8Array)) throw new TypeError('data must be a Uint8Array or Buffer');
-    if (data.length === 0 || data.length % this.blockSize !== 0) throw new RangeError(`data must be a non-zero multiple of the block size (${this.blockSize}), got ${data.length} bytes`);
-    const l = this.#check(lba, data.length / this.blockSize);
-    await this.controller.io(NVME_NVM_OPCODE.WRITE, this.nsid, l, data.length / this.blockSize, this.blockSize, data);
+  write(lba: bigint | number, data: Uint8Array): Promise<void> {
+    let l: bigint | number;
+    try {
+      if (!(data instanceof Uint8Array)) throw new TypeError('data must be a Uint8Array or Buffer');
+      if (data.length === 0 || data.length % this.blockSize !== 0) throw new RangeError(`data must be a non-zero multiple of the block size (${this.blockSize}), got ${data.length} bytes`);
+      l = this.#check(lba, data.length / this.blockSize);
+    } catch (e) {
+      return Promise.reject(e);
+    }
+    return this.controller.io(NVME_NVM_OPCODE.WRITE, this.nsid, l, data.length / this.blockSize, this.blockSize, data) as Promise<unknown> as Promise<void>;
   }
 
   /** Flush (the volatile write cache to media). */

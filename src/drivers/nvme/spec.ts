@@ -496,6 +496,40 @@ export function encodeSqe(buf: Uint8Array, offset: number, e: NvmeSqe): void {
   for (let i = 0; i < 6; i++) dv.setUint32(o + 40 + 4 * i, dws[i]!, true);
 }
 
+const TWO32 = 4294967296;
+
+/**
+ * The I/O path's submission entry writer: one 64-byte entry at entry `index`
+ * of the queue seen through `dv`, every byte of it, with the fields an NVM
+ * read, write or flush uses (CDW2-3, MPTR and CDW13-15 zero). PRPs are safe
+ * integers, not bigints, so nothing is allocated. Unlike {@link encodeSqe} it
+ * checks only that the entry fits: the driver computes every field itself.
+ *
+ * @throws RangeError when the entry does not fit in `dv`
+ */
+export function writeIoSqe(dv: DataView, index: number, opcode: number, cid: number, nsid: number, prp1: number, prp2: number, cdw10: number, cdw11: number, cdw12: number): void {
+  const o = index * NVME_SQE_SIZE;
+  if (!(o >= 0 && o + NVME_SQE_SIZE <= dv.byteLength)) throw new RangeError(`submission queue entry ${index} does not fit in ${dv.byteLength} bytes`);
+  dv.setUint32(o, (opcode & 0xff) | ((cid & 0xffff) << 16), true);
+  dv.setUint32(o + 4, nsid, true);
+  dv.setUint32(o + 8, 0, true);
+  dv.setUint32(o + 12, 0, true);
+  dv.setUint32(o + 16, 0, true);
+  dv.setUint32(o + 20, 0, true);
+  const lo1 = prp1 % TWO32;
+  dv.setUint32(o + 24, lo1, true);
+  dv.setUint32(o + 28, (prp1 - lo1) / TWO32, true);
+  const lo2 = prp2 % TWO32;
+  dv.setUint32(o + 32, lo2, true);
+  dv.setUint32(o + 36, (prp2 - lo2) / TWO32, true);
+  dv.setUint32(o + 40, cdw10, true);
+  dv.setUint32(o + 44, cdw11, true);
+  dv.setUint32(o + 48, cdw12, true);
+  dv.setUint32(o + 52, 0, true);
+  dv.setUint32(o + 56, 0, true);
+  dv.setUint32(o + 60, 0, true);
+}
+
 /** A completion queue entry decoded (NVMe 1.4 §4.6). */
 export interface NvmeCqe {
   /** Dword 0: command specific (Set Features Number of Queues: the queues allocated, …). */
