@@ -71,6 +71,6 @@ export {
   type DirtyProbe,
   type ProcReader,
 } from './dma/mapper.js';
-export { NvmeController, NvmeNamespace, findNvme, NVME_QEMU_ID, type NvmePciId, type NvmeMode, type NvmeOpenOptions, type NvmeMsixReport } from './drivers/nvme/driver.js';
+export { NvmeController, NvmeNamespace, findNvme, NVME_QEMU_ID, type NvmePciId, type NvmeMode, type NvmeOpenOptions, type NvmeMsixReport, type NvmeCommandOptions, type NvmePciErrorEvent, type NvmeControllerEvents } from './drivers/nvme/driver.js';
 export { NvmeError, ERR_NVME_STATUS, statusName, planPrps, prpListPageCount, doorbellOffsets, maxTransferBytes, decodeVersion, type NvmeDoorbells, type NvmeVersion, type PrpPlan, type PrpPageIovas, type PrpListPage, type NvmeCqe, type NvmeSqe, type NvmeCap, type NvmeIdentifyController, type NvmeIdentifyNamespace, type NvmeLbaFormat, type NvmeErrorInit } from './drivers/nvme/spec.js';
 export { EduDriver, findEdu, eduFactorial, EDU_REG, EDU_ID, EDU_DMA_LIMIT, EDU_DMA_MAX, type EduIrqMode, type EduOpenOptions, type EduWaitOptions, type EduRoundTrip } from './drivers/edu.js';

@@ -123,6 +123,12 @@ export interface NvmePciErrorEvent {
   recovery: Promise<void> | null;
 }
 
+/** The events of {@link NvmeController}, for its EventEmitter typing. */
+export interface NvmeControllerEvents {
+  /** The device signalled a PCI error through VFIO's ERR IRQ. */
+  'pci-error': [NvmePciErrorEvent];
+}
+
 interface Pending {
   /**
    * Runs in the completion path of a successful command, before its id (and
@@ -266,7 +272,7 @@ const err = (code: string, message: string, operation: string, hint?: string): V
  * await nvme.close();
  * ```
  */
-export class NvmeController extends EventEmitter<{ 'pci-error': [NvmePciErrorEvent] }> {
+export class NvmeController extends EventEmitter<NvmeControllerEvents> {
   /** The opened device and its DMA space (closed by `close()`). */
   readonly opened: OpenedDevice;
   /** The DMA mapper over the device's space: queues and bounce slots are mapped once through it. */
