@@ -44,6 +44,7 @@ export {
   type DefinitionFileError,
   type DefinitionFilter,
   type DefinitionScan,
+  type MdevctlDefinitionJson,
   type MdevAttribute,
   type MdevAttributeInput,
   type MdevDefinition,
@@ -174,9 +175,21 @@ export interface MdevDefinitionChanges {
   /** A new attribute list, replacing the old one. */
   attrs?: readonly MdevAttributeInput[];
   /** Deletes the attribute at `index`, or the last one without an index (mdevctl modify --delattr [--index]). */
-  delAttr?: { index?: number };
+  delAttr?: AttributeDeletion;
   /** Inserts an attribute at `index` (0 … length), or appends it without one (mdevctl modify --addattr --value [--index]). */
-  addAttr?: { name: string; value: string; index?: number };
+  addAttr?: AttributeInsertion;
+}
+
+/** {@link MdevDefinitionChanges.delAttr}. */
+export interface AttributeDeletion {
+  /** The index of the attribute to delete, from 0; default the last. */
+  index?: number;
+}
+
+/** {@link MdevDefinitionChanges.addAttr}. */
+export interface AttributeInsertion extends MdevAttribute {
+  /** Where to insert it, 0 … the number of attributes; default at the end. */
+  index?: number;
 }
 
 /** Options of {@link MdevBus.undefine} and {@link MdevBus.modify}. */
@@ -374,27 +387,21 @@ export class MdevBus {
     const active = this.sys.list(MDEV_DEVICES).map((uuid) => this.#describe(uuid));
     if (options === undefined) return active;
     const both = !options.defined && !options.active;
+    const withDefined = options.defined || both;
+    const withActive = options.active || both;
     const records = new Map<string, MdevRecord>();
     const key = (parent: string, uuid: string): string => `${parent}\0${uuid}`;
-    if (options.defined || both) {
-      for (const d of this.definitions.list()) {
-        records.set(key(d.parent, d.uuid), {
-          uuid: d.uuid,
-          parent: d.parent,
-          type: d.type,
-          start: d.start,
-          attrs: d.attrs,
-          defined: true,
-          active: false,
-          definition: d,
-          device: null,
-        });
-      }
+    // Listing the active devices only, a malformed definition elsewhere is no reason to fail.
+    const defs = withDefined ? this.definitions.list() : this.definitions.scan().definitions;
+    const byKey = new Map(defs.map((d) => [key(d.parent, d.uuid), d]));
+    // Every definition, or only those of active devices.
+    for (const d of withDefined ? defs : active.flatMap((a) => byKey.get(key(a.parent, a.uuid)) ?? [])) {
+      records.set(key(d.parent, d.uuid), { uuid: d.uuid, parent: d.parent, type: d.type, start: d.start, attrs: d.attrs, defined: true, active: false, definition: d, device: null });
     }
     for (const dev of active) {
       const r = records.get(key(dev.parent, dev.uuid));
       if (r) Object.assign(r, { active: true, device: dev });
-      else if (options.active || both) {
+      else if (withActive) {
         records.set(key(dev.parent, dev.uuid), { uuid: dev.uuid, parent: dev.parent, type: dev.type, start: 'manual', attrs: [], defined: false, active: true, definition: null, device: dev });
       }
     }
@@ -623,6 +630,7 @@ export class MdevBus {
     }
     const { uuid, parent, type } = def;
     const of = def.path === null ? '' : ` (${def.path})`;
+    const entry = (i: number): string => `attrs[${i}]${def.path === null ? '' : ` of ${def.path}`}`;
     const running = this.find(uuid);
     if (running) {
       const how = running.parent !== parent ? ` on another parent ('${running.parent}')` : running.type !== type ? ` with another type ('${running.type}')` : '';
@@ -655,7 +663,7 @@ export class MdevBus {
       const abs = `${MDEV_DEVICES}/${uuid}/${a.name}`;
       let failure: VfioError | null = null;
       if (!this.sys.exists(abs)) {
-        failure = new VfioError({ errno: E.ENOENT, operation, path: abs, message: `ENOENT: mdev ${uuid} has no attribute '${a.name}' (attrs[${i}]${of})` });
+        failure = new VfioError({ errno: E.ENOENT, operation, path: abs, message: `ENOENT: mdev ${uuid} has no attribute '${a.name}' (${entry(i)})` });
       } else {
         try {
           this.sys.write(abs, a.value);
@@ -667,7 +675,7 @@ export class MdevBus {
             ...(e.syscall ? { syscall: e.syscall } : {}),
             operation,
             path: abs,
-            message: `${e.code}: writing ${JSON.stringify(a.value)} to attribute '${a.name}' (attrs[${i}]${of}) of mdev ${uuid} failed: ${e.message.replace(/^\S+: /, '')}`,
+            message: `${e.code}: writing ${JSON.stringify(a.value)} to attribute '${a.name}' (${entry(i)}) of mdev ${uuid} failed: ${e.message.replace(/^\S+: /, '')}`,
             cause: err,
           });
         }

@@ -252,13 +252,23 @@ export function parseDefinition(text: string, where: { path: string; parent: str
   return { uuid: where.uuid.toLowerCase(), parent: where.parent, type, start, attrs, path, json };
 }
 
+/** A definition in mdevctl's JSON: a file's known fields, and one device of `mdevctl list --dumpjson`. */
+export interface MdevctlDefinitionJson {
+  /** The mdev type. */
+  mdev_type: string;
+  /** `auto` or `manual`. */
+  start: StartMode;
+  /** The attributes, in order, each an object with one key: `{ "<name>": "<value>" }`. */
+  attrs: Record<string, string>[];
+}
+
 /**
  * The definition as mdevctl prints it (`mdevctl list --dumpjson` for one
  * device, and the file's three fields): `{ mdev_type, start, attrs: [{ name: value }] }`.
  *
  * @param def - the definition
  */
-export function mdevctlJson(def: Pick<DefinitionContents, 'type' | 'start' | 'attrs'>): { mdev_type: string; start: StartMode; attrs: Record<string, string>[] } {
+export function mdevctlJson(def: Pick<DefinitionContents, 'type' | 'start' | 'attrs'>): MdevctlDefinitionJson {
   return {
     mdev_type: def.type,
     start: def.start,
@@ -276,8 +286,8 @@ export function mdevctlJson(def: Pick<DefinitionContents, 'type' | 'start' | 'at
  * @param def - the fields to write
  */
 export function serializeDefinition(def: Pick<DefinitionContents, 'type' | 'start' | 'attrs' | 'json'>): string {
-  const known = mdevctlJson(def) as Record<string, unknown>;
-  const entries: [string, unknown][] = Object.keys(def.json ?? {}).map((k) => [k, k in known ? known[k] : def.json![k]]);
+  const known: Record<string, unknown> = { ...mdevctlJson(def) };
+  const entries: [string, unknown][] = Object.keys(def.json ?? {}).map((k) => [k, Object.hasOwn(known, k) ? known[k] : def.json![k]]);
   for (const k of Object.keys(known)) if (!entries.some(([key]) => key === k)) entries.push([k, known[k]]);
   return JSON.stringify(Object.fromEntries(entries), null, 2);
 }
