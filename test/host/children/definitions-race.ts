@@ -5,7 +5,7 @@
 //   node --import tsx definitions-race.ts modify <dir> <uuid> <go-file> <count>
 //     replaces the definition <dir>/mtty/<uuid> count times, alternating a short
 //     and a long attribute list, and prints the number of replacements.
-// Both wait for <go-file> to exist first, so that two children start together.
+// Both say 'ready' on stderr, then wait for <go-file> to exist, so that two children start together.
 import { existsSync } from 'node:fs';
 import { MdevDefinitionStore } from '../../../src/mdev/definitions.js';
 
@@ -16,6 +16,7 @@ if (!dir || !arg || !go || !count || (mode !== 'define' && mode !== 'modify')) {
 }
 const store = new MdevDefinitionStore(dir);
 const sleeper = new Int32Array(new SharedArrayBuffer(4));
+process.stderr.write('ready\n');
 while (!existsSync(go)) Atomics.wait(sleeper, 0, 0, 1);
 
 /** The UUID of round `i`. */
