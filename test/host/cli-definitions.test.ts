@@ -8,7 +8,8 @@ import { cpSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
-import { main } from '../../src/cli/vfio.js';
+import { main, mdevctlListJson } from '../../src/cli/vfio.js';
+import { MdevDefinitionStore, mdevctlJson } from '../../src/mdev/definitions.js';
 import { FakeSys } from './mdev-fake.js';
 import { U1, U2, expectCliFailure as expectFailure } from './mdev-shared.js';
 
@@ -56,6 +57,13 @@ describe('vfio mdev list --defined', () => {
     fake.dir('/etc/mdevctl.d/scripts.d/callouts');
     const r = await vfio('mdev', 'list', '--defined', '--json');
     expect(r).toEqual({ status: 0, stdout: fixture('list-defined.json'), stderr: '' });
+  });
+
+  it('is in mdevctl\'s --dumpjson shapes for one parent (-p) and for one device (-u: the file\'s contents)', async () => {
+    cpSync(join(FIXTURES, 'etc'), fake.p('/etc'), { recursive: true });
+    const store = new MdevDefinitionStore(fake.p('/etc/mdevctl.d'));
+    expect(`${JSON.stringify(mdevctlListJson(store.list({ parent: 'mtty' })), null, 2)}\n`).toBe(fixture('list-defined-parent.json'));
+    expect(`${JSON.stringify(mdevctlJson(store.read('mtty', A)!), null, 2)}\n`).toBe(fixture('list-defined-uuid.json'));
   });
 
   it('--json prints [] when nothing is defined, as mdevctl does', async () => {
