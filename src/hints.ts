@@ -121,6 +121,43 @@ const RULES: HintRule[] = [
     when: (c) => c.code === 'EUSERS' && op(c, 'mdev create'),
     hint: 'the parent\'s instance limit is reached (mdpy: `count` instances, 4 by default, shared by its types): remove an mdev first',
   },
+  // --- mdev definitions (mdevctl's /etc/mdevctl.d) -----------------------------------
+  {
+    when: (c) => c.code === 'EINVAL' && op(c, 'mdev definition'),
+    hint: 'fix the file, in mdevctl\'s format { "mdev_type": "<type>", "start": "auto" or "manual", "attrs": [ { "<name>": "<value>" }, … ] }, or delete it (`vfio mdev undefine`)',
+  },
+  {
+    when: (c) => c.code === 'EEXIST' && op(c, 'mdev define'),
+    hint: 'that UUID is already defined on this parent: change the definition with `vfio mdev modify`, or `vfio mdev undefine` it first',
+  },
+  {
+    when: (c) => (c.code === 'EACCES' || c.code === 'EPERM' || c.code === 'EROFS') && op(c, 'mdev define', 'mdev modify', 'mdev undefine'),
+    hint: 'the definitions directory (/etc/mdevctl.d) is writable by root only',
+  },
+  {
+    when: (c) => c.code === 'ENOENT' && op(c, 'mdev start', 'mdev autostart') && under(c, '/sys/bus/mdev/devices/'),
+    hint: 'the definition names an attribute this device does not have: fix it with `vfio mdev modify <uuid> --delattr --index N`',
+  },
+  {
+    when: (c) => c.code !== 'EACCES' && c.code !== 'EPERM' && op(c, 'mdev start', 'mdev autostart') && under(c, '/sys/bus/mdev/devices/'),
+    hint: 'the device rejected the value (its driver decides what it accepts): fix the definition with `vfio mdev modify <uuid> --delattr --index N` and `--addattr NAME --value V --index N`',
+  },
+  {
+    when: (c) => c.code === 'ENOENT' && op(c, 'mdev start', 'mdev autostart') && under(c, '/sys/class/mdev_bus/') && c.path!.includes('/mdev_supported_types/'),
+    hint: 'the parent does not offer the definition\'s type: change it with `vfio mdev modify <uuid> --type T` (types: `vfio mdev types`)',
+  },
+  {
+    when: (c) => c.code === 'ENOENT' && op(c, 'mdev start', 'mdev autostart') && under(c, '/sys/class/mdev_bus/'),
+    hint: 'the parent device is not present: load its driver; `vfio mdev autostart` (or mdevctl\'s udev rule) starts its auto definitions once it is',
+  },
+  {
+    when: (c) => c.code === 'ENOENT' && op(c, 'mdev start', 'mdev modify', 'mdev undefine'),
+    hint: 'no definition has that UUID: list them with `vfio mdev list --defined`; `vfio mdev create` starts a device without one',
+  },
+  {
+    when: (c) => c.code === 'EEXIST' && op(c, 'mdev start', 'mdev autostart'),
+    hint: 'the device runs already: stop it first (`vfio mdev stop`)',
+  },
   {
     when: (c) => (c.code === 'EACCES' || c.code === 'EPERM') && under(c, '/sys/'),
     hint: 'writing sysfs attributes needs root',
@@ -134,11 +171,11 @@ const RULES: HintRule[] = [
     hint: 'list the parents and types with `vfio mdev types`; the sample parents come from the mtty, mdpy and mbochs modules (modprobe them)',
   },
   {
-    when: (c) => c.code === 'ENOENT' && op(c, 'mdev remove', 'mdev lookup'),
+    when: (c) => c.code === 'ENOENT' && op(c, 'mdev remove', 'mdev stop', 'mdev lookup'),
     hint: 'no mdev has that UUID (removed already?): list them with `vfio mdev list`',
   },
   {
-    when: (c) => c.code === 'EBUSY' && op(c, 'mdev remove'),
+    when: (c) => c.code === 'EBUSY' && op(c, 'mdev remove', 'mdev stop'),
     hint: 'close this process\'s handles on the device first: the kernel would block the remove write until they are closed',
   },
   {
@@ -146,15 +183,15 @@ const RULES: HintRule[] = [
     hint: 'the kernel accepted the UUID but the device did not reach VFIO in time; it is still listed by `vfio mdev list`: check its driver binding and remove it with `vfio mdev remove`',
   },
   {
-    when: (c) => c.code === 'ETIMEDOUT' && op(c, 'mdev remove'),
+    when: (c) => c.code === 'ETIMEDOUT' && op(c, 'mdev remove', 'mdev stop'),
     hint: 'a process holds the device open; the kernel finishes the removal in the background once it is closed',
   },
   {
-    when: (c) => c.code === 'EAGAIN' && op(c, 'mdev remove'),
+    when: (c) => c.code === 'EAGAIN' && op(c, 'mdev remove', 'mdev stop'),
     hint: 'the device is still being created or is already being removed: try again shortly',
   },
   {
-    when: (c) => c.code === 'ENODEV' && op(c, 'mdev create', 'mdev remove'),
+    when: (c) => c.code === 'ENODEV' && op(c, 'mdev create', 'mdev remove', 'mdev stop'),
     hint: 'the parent is being unregistered (its module is unloading)',
   },
   // --- DMA buffers and IOVA allocation ------------------------------------------------

@@ -9,7 +9,8 @@ import { existsSync, readFileSync, writeFileSync } from 'node:fs';
 import { constants } from 'node:os';
 import { parseArgs } from 'node:util';
 import { VfioError } from '../errors.js';
-import { MdevBus, type Mdev, type MdevType } from '../mdev/bus.js';
+import { MdevBus, type AutostartResult, type Mdev, type MdevDefinitionChanges, type MdevRecord, type MdevType } from '../mdev/bus.js';
+import { mdevctlJson, parseDefinition, type MdevDefinition } from '../mdev/definitions.js';
 import { deviceInfoJson } from './info.js';
 import { isEntryPoint } from './entry.js';
 import { openDevice } from '../vfio/open.js';
@@ -63,8 +64,17 @@ const OPTION_SPECS = {
   root: { type: 'string', value: 'DIR', help: 'find /sys, /dev and /proc under DIR instead of / (tests)' },
   help: { type: 'boolean', short: 'h', help: 'show help' },
   json: { type: 'boolean', help: 'print JSON (a stable contract, see the README)' },
-  parent: { type: 'string', value: 'P', help: 'the parent device (needed when several parents offer the type)' },
-  uuid: { type: 'string', value: 'U', help: 'the UUID to create (default: a fresh v4 UUID)' },
+  parent: { type: 'string', value: 'P', help: 'the parent device (define: required; create: when several parents offer the type; others: when a UUID is defined on several parents)' },
+  uuid: { type: 'string', value: 'U', help: 'the UUID to create or define (default: a fresh v4 UUID)' },
+  type: { type: 'string', value: 'T', help: 'the mdev type of a definition' },
+  auto: { type: 'boolean', help: 'start the defined device automatically when its parent appears' },
+  manual: { type: 'boolean', help: 'start the defined device only on request (the default of define)' },
+  jsonfile: { type: 'string', value: 'FILE', help: 'take the type, start mode and attributes from an mdevctl JSON file' },
+  addattr: { type: 'string', value: 'NAME', help: 'add an attribute to the definition (with --value; at --index, else last)' },
+  value: { type: 'string', value: 'V', help: 'the value of the attribute --addattr adds' },
+  delattr: { type: 'boolean', help: 'delete the attribute at --index (else the last) from the definition' },
+  index: { type: 'string', value: 'N', help: 'the attribute index --addattr and --delattr act on, from 0' },
+  defined: { type: 'boolean', help: 'list the stored definitions (active or not) instead of the active devices' },
   timeout: { type: 'string', value: 'S', help: 'seconds to wait for the kernel' },
   backend: { type: 'string', value: 'B', help: 'group (container + group fd) or cdev (iommufd + device cdev); default: cdev for a cdev path, else group' },
   output: { type: 'string', short: 'o', value: 'FILE', help: 'the file to write (screenshot: default screenshot.png)' },
@@ -129,6 +139,47 @@ export const mdevJson = (d: Mdev) => ({
   iommuGroup: d.iommuGroup,
   vfioDev: d.vfioDev,
 });
+
+/**
+ * mdevctl's `list --dumpjson` shape, for `mdev list --defined --json`,
+ * `mdev define --json` and `mdev modify --json`: `[]` when there is nothing,
+ * else `[{ "<parent>": [{ "<uuid>": { mdev_type, start, attrs } }, …], … }]`,
+ * parents and UUIDs sorted. @internal
+ */
+export function mdevctlListJson(defs: readonly Pick<MdevDefinition, 'uuid' | 'parent' | 'type' | 'start' | 'attrs'>[]): unknown[] {
+  const byParent = new Map<string, [string, unknown][]>();
+  for (const d of defs) {
+    if (!byParent.has(d.parent)) byParent.set(d.parent, []);
+    byParent.get(d.parent)!.push([d.uuid, mdevctlJson(d)]);
+  }
+  if (byParent.size === 0) return [];
+  const sorted = <T>(entries: [string, T][]): [string, T][] => entries.sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0));
+  // fromEntries, not assignment: a parent or key named __proto__ stays a key.
+  return [Object.fromEntries(sorted([...byParent]).map(([p, children]) => [p, sorted(children).map((c) => Object.fromEntries([c]))]))];
+}
+
+/** The `mdev autostart --json` contract. @internal */
+export const autostartJson = (r: AutostartResult) => ({
+  uuid: r.uuid,
+  parent: r.parent,
+  mdev_type: r.type,
+  result: r.status,
+  error: r.error === null ? null : { code: r.error.code, message: r.error.message, hint: r.error.hint ?? null },
+});
+
+/** `--index N`: a non-negative integer, or undefined. */
+function indexOption(ctx: CommandContext): number | undefined {
+  const s = ctx.values.index;
+  if (s === undefined) return undefined;
+  if (typeof s !== 'string' || !/^\d+$/.test(s)) throw new UsageError(`--index takes an attribute index (0, 1, …), not ${JSON.stringify(s)}`);
+  return Number(s);
+}
+
+/** `--auto` / `--manual`, which exclude each other. */
+function startOption(ctx: CommandContext): 'auto' | 'manual' | undefined {
+  if (ctx.values.auto && ctx.values.manual) throw new UsageError('--auto and --manual exclude each other');
+  return ctx.values.auto ? 'auto' : ctx.values.manual ? 'manual' : undefined;
+}
 
 /** The `ls --json` contract. @internal */
 export const groupJson = (g: IommuGroup) => ({
@@ -374,9 +425,14 @@ export const COMMANDS: Command[] = [
   {
     name: 'mdev list',
     args: [],
-    options: ['json'],
-    summary: 'existing mdevs',
+    options: ['defined', 'json'],
+    summary: 'existing mdevs; with --defined, the stored definitions, active or not',
     run(ctx) {
+      if (ctx.values.defined) {
+        const recs: MdevRecord[] = bus(ctx).list({ defined: true });
+        if (ctx.values.json) return ctx.print(json(mdevctlListJson(recs.map((r) => r.definition!))));
+        return ctx.print(table(['UUID', 'PARENT', 'TYPE', 'START', 'ACTIVE'], recs.map((r) => [r.uuid, r.parent, dash(r.type), r.start, r.active ? 'yes' : 'no'])));
+      }
       const devs = bus(ctx).list();
       if (ctx.values.json) return ctx.print(json(devs.map(mdevJson)));
       const rows = devs.map((d) => [d.uuid, d.parent, dash(d.type), dash(d.iommuGroup), dash(d.vfioDev)]);
@@ -408,7 +464,125 @@ export const COMMANDS: Command[] = [
       await bus(ctx).remove(ctx.args[0]!, ms === undefined ? {} : { timeoutMs: ms });
     },
   },
+  {
+    name: 'mdev define',
+    args: [],
+    options: ['parent', 'type', 'uuid', 'auto', 'manual', 'jsonfile', 'json'],
+    summary: 'store a persistent definition in /etc/mdevctl.d (mdevctl\'s format) and print its UUID; nothing is started',
+    run(ctx) {
+      const start = startOption(ctx);
+      const file = ctx.values.jsonfile as string | undefined;
+      let spec: Parameters<MdevBus['define']>[0];
+      if (file !== undefined) {
+        if (ctx.values.type !== undefined || start !== undefined) throw new UsageError('--jsonfile gives the type and the start mode: --type, --auto and --manual go without it');
+        if (ctx.values.parent === undefined) throw new UsageError('--jsonfile needs --parent');
+        let text: string;
+        try {
+          text = readFileSync(file, 'utf8');
+        } catch (err) {
+          throw VfioError.from(err, { operation: 'mdev define', path: file });
+        }
+        // As strict as a stored file: errors name the file and the field.
+        const d = parseDefinition(text, { path: file, parent: ctx.values.parent as string, uuid: '00000000-0000-0000-0000-000000000000' });
+        spec = { parent: d.parent, type: d.type, start: d.start, attrs: d.attrs };
+      } else {
+        spec = { ...(ctx.values.parent === undefined ? {} : { parent: ctx.values.parent as string }), ...(ctx.values.type === undefined ? {} : { type: ctx.values.type as string }), ...(start ? { start } : {}) };
+        if (ctx.values.uuid === undefined && (spec.parent === undefined || spec.type === undefined)) throw new UsageError('define needs --parent and --type (or --uuid of a running mdev)');
+      }
+      if (ctx.values.uuid !== undefined) spec.uuid = ctx.values.uuid as string;
+      const def = bus(ctx).define(spec);
+      ctx.print(ctx.values.json ? json(mdevctlListJson([def])) : `${def.uuid}\n`);
+    },
+  },
+  {
+    name: 'mdev undefine',
+    args: ['<uuid>'],
+    options: ['parent'],
+    summary: 'delete a definition (every parent\'s, without --parent); a running device keeps running',
+    run(ctx) {
+      bus(ctx).undefine(ctx.args[0]!, ctx.values.parent === undefined ? {} : { parent: ctx.values.parent as string });
+    },
+  },
+  {
+    name: 'mdev modify',
+    args: ['<uuid>'],
+    options: ['parent', 'type', 'auto', 'manual', 'addattr', 'value', 'delattr', 'index', 'json'],
+    summary: 'change a definition; a running device is unchanged until its next start',
+    run(ctx) {
+      const start = startOption(ctx);
+      const index = indexOption(ctx);
+      const changes: MdevDefinitionChanges = {};
+      if (ctx.values.type !== undefined) changes.type = ctx.values.type as string;
+      if (start) changes.start = start;
+      if (ctx.values.addattr !== undefined) {
+        if (ctx.values.delattr) throw new UsageError('--addattr and --delattr exclude each other');
+        if (ctx.values.value === undefined) throw new UsageError('--addattr needs --value');
+        changes.addAttr = { name: ctx.values.addattr as string, value: ctx.values.value as string, ...(index === undefined ? {} : { index }) };
+      } else if (ctx.values.value !== undefined) {
+        throw new UsageError('--value goes with --addattr');
+      } else if (ctx.values.delattr) {
+        changes.delAttr = index === undefined ? {} : { index };
+      } else if (index !== undefined) {
+        throw new UsageError('--index goes with --addattr or --delattr');
+      }
+      if (Object.keys(changes).length === 0) throw new UsageError('nothing to change: give --type, --auto, --manual, --addattr or --delattr');
+      const b = bus(ctx);
+      const def = b.modify(ctx.args[0]!, changes, ctx.values.parent === undefined ? {} : { parent: ctx.values.parent as string });
+      if (ctx.values.json) return ctx.print(json(mdevctlListJson([def])));
+      const running = b.find(def.uuid);
+      if (running && running.parent === def.parent) ctx.print(`${def.uuid}: the device is running; the change applies at its next start\n`);
+    },
+  },
+  {
+    name: 'mdev start',
+    args: ['<uuid>'],
+    options: ['parent', 'timeout', 'json'],
+    summary: 'start a defined device: create it and write its attributes in order (removed again if one fails)',
+    async run(ctx) {
+      const ms = timeoutMs(ctx);
+      const dev = await bus(ctx).start(ctx.args[0]!, {
+        ...(ctx.values.parent === undefined ? {} : { parent: ctx.values.parent as string }),
+        ...(ms === undefined ? {} : { timeoutMs: ms }),
+      });
+      if (ctx.values.json) ctx.print(json(mdevJson(dev)));
+    },
+  },
+  {
+    name: 'mdev stop',
+    args: ['<uuid>'],
+    options: ['timeout'],
+    summary: 'stop (remove) a device, keeping its definition',
+    async run(ctx) {
+      const ms = timeoutMs(ctx);
+      await bus(ctx).stop(ctx.args[0]!, ms === undefined ? {} : { timeoutMs: ms });
+    },
+  },
+  {
+    name: 'mdev autostart',
+    args: [],
+    options: ['parent', 'timeout', 'json'],
+    summary: 'start every auto definition whose parent is present (or --parent\'s) and report each',
+    async run(ctx) {
+      const ms = timeoutMs(ctx);
+      const results = await bus(ctx).autostart(ctx.values.parent as string | undefined, ms === undefined ? {} : { timeoutMs: ms });
+      if (ctx.values.json) ctx.print(json(results.map(autostartJson)));
+      else {
+        const what = (r: AutostartResult): string => (r.status === 'active' ? 'already active' : r.status === 'started' ? 'started' : `failed: ${r.error!.code}`);
+        ctx.print(table(['UUID', 'PARENT', 'TYPE', 'RESULT'], results.map((r) => [r.uuid, r.parent, dash(r.type), what(r)])));
+      }
+      const failed = results.filter((r) => !r.ok);
+      if (failed.length) throw new PartialFailure(failed.map((r) => r.error!));
+    },
+  },
 ];
+
+/** Some of a command's operations failed: one stderr line each, exit status 1. @internal */
+export class PartialFailure extends Error {
+  constructor(readonly errors: VfioError[]) {
+    super(`${errors.length} failed`);
+    this.name = 'PartialFailure';
+  }
+}
 
 const GLOBAL: OptionName[] = ['root', 'help'];
 
@@ -511,8 +685,8 @@ export async function main(argv: string[], io: CliIo = process): Promise<number>
     return 0;
   } catch (err) {
     if (err instanceof UsageError) return usageError(io, err, command);
-    const e = err instanceof VfioError ? err : VfioError.from(err, { operation: command.name });
-    io.stderr.write(`vfio: ${oneLine(e.message)}${e.hint ? ` (hint: ${oneLine(e.hint)})` : ''}\n`);
+    const errors = err instanceof PartialFailure ? err.errors : [err instanceof VfioError ? err : VfioError.from(err, { operation: command.name })];
+    for (const e of errors) io.stderr.write(`vfio: ${oneLine(e.message)}${e.hint ? ` (hint: ${oneLine(e.hint)})` : ''}\n`);
     return 1;
   }
 }

@@ -42,7 +42,7 @@ describe('help and usage errors', () => {
     const r = await vfio('--help');
     expect(r.status).toBe(0);
     expect(r.stderr).toBe('');
-    for (const c of ['ls', 'mdev types', 'mdev list', 'mdev create', 'mdev remove']) expect(r.stdout).toMatch(new RegExp(`^  ${c} +\\S`, 'm'));
+    for (const c of ['ls', 'mdev types', 'mdev list', 'mdev create', 'mdev remove', 'mdev define', 'mdev undefine', 'mdev modify', 'mdev start', 'mdev stop', 'mdev autostart']) expect(r.stdout).toMatch(new RegExp(`^  ${c} +\\S`, 'm'));
     expect(r.stdout).toContain('--root DIR');
   });
 

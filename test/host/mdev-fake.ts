@@ -156,6 +156,11 @@ export class FakeSys {
     symlinkSync(target, this.p(`/proc/${pid}/fd/${fd}`));
   }
 
+  /** Removes `abs` (a file, a symlink itself, or a directory with its contents); nothing if it is absent. */
+  rm(abs: string): void {
+    rmSync(this.p(abs), { recursive: true, force: true });
+  }
+
   /** Replaces the file `abs` with a FIFO: a writer blocks in open() until someone reads, like a busy `remove`. */
   fifo(abs: string): void {
     rmSync(this.p(abs), { force: true });
