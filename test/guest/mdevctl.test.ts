@@ -5,12 +5,13 @@
  * so /etc/mdevctl.d here is the guest's own; every test deletes what it
  * defined, and the pools must end as the file found them.
  */
-import { execFile } from 'node:child_process';
+import { execFile, execFileSync } from 'node:child_process';
 import { randomUUID } from 'node:crypto';
 import { existsSync, readFileSync, readdirSync, writeFileSync } from 'node:fs';
 import { promisify } from 'node:util';
 import { afterEach, describe, expect, it } from 'vitest';
 import { MdevBus } from '../../src/mdev/bus.js';
+import { openDevice } from '../../src/vfio/open.js';
 import { serializeDefinition } from '../../src/mdev/definitions.js';
 import { failure, runVfio } from '../host/mdev-shared.js';
 import { Created, guardPools, waitGone } from './mdev-helpers.js';
@@ -143,6 +144,57 @@ describe('autostart', () => {
     expect((await mdevctl('start-parent-mdevs', 'mtty')).status).toBe(0);
     expect(bus.find(auto)).not.toBeNull();
     expect(bus.find(manual)).toBeNull();
+  });
+});
+
+describe('the parent going and coming back', () => {
+  it('after the mtty module is reloaded, autostart starts the auto definitions and leaves the manual ones; mdevctl agrees', async () => {
+    const auto = uuid();
+    const manual = uuid();
+    bus.define({ uuid: auto, parent: 'mtty', type: 'mtty-2', start: 'auto' });
+    bus.define({ uuid: manual, parent: 'mtty', type: 'mtty-1' });
+    await bus.start(auto);
+    // Unloading the parent removes its mdevs (mdev_unregister_parent); the definitions stay.
+    execFileSync('rmmod', ['mtty']);
+    expect(bus.parentNames()).not.toContain('mtty');
+    expect(bus.find(auto)).toBeNull();
+    expect((await bus.autostart()).filter((r) => r.uuid === auto || r.uuid === manual)).toEqual([]);
+    expect(bus.list({ defined: true }).filter((r) => r.uuid === auto || r.uuid === manual).map((r) => [r.uuid, r.defined, r.active])).toEqual(
+      [
+        [auto, true, false],
+        [manual, true, false],
+      ].sort((x, y) => String(x[0]).localeCompare(String(y[0]))),
+    );
+    execFileSync('modprobe', ['mtty']);
+    expect(bus.parentNames()).toContain('mtty');
+    const results = (await bus.autostart()).filter((r) => r.uuid === auto || r.uuid === manual);
+    expect(results.map((r) => [r.uuid, r.status, r.ok])).toEqual([[auto, 'started', true]]);
+    expect(bus.find(auto)).toMatchObject({ parent: 'mtty', type: 'mtty-2' });
+    expect(bus.find(manual)).toBeNull();
+    const listed = (await mdevctl('list')).stdout;
+    expect(listed).toContain(`${auto} mtty mtty-2 auto (defined)`);
+    expect(listed).not.toContain(manual);
+    // A second autostart finds it running and does nothing.
+    expect((await bus.autostart('mtty')).filter((r) => r.uuid === auto).map((r) => r.status)).toEqual(['active']);
+    await bus.stop(auto);
+    await waitGone(auto);
+  }, 120_000);
+
+  it('stop refuses a device this process holds open, as remove does, and stops it once closed', async () => {
+    const a = uuid();
+    bus.define({ uuid: a, parent: 'mtty', type: 'mtty-1' });
+    await bus.start(a);
+    const dev = openDevice(a);
+    try {
+      const err = await failure(() => bus.stop(a));
+      expect(err).toMatchObject({ code: 'EBUSY', operation: 'mdev stop' });
+      expect(bus.find(a)).not.toBeNull();
+    } finally {
+      dev.close();
+    }
+    await bus.stop(a);
+    await waitGone(a);
+    expect(bus.definitions.read('mtty', a)).not.toBeNull();
   });
 });
 

@@ -76,7 +76,12 @@ describe.each(['group', 'cdev'] as const)('NVMe on %s', (backend) => {
       const rnd = (n: number): number => ((seed = (Math.imul(seed, 1103515245) + 12345) >>> 0) % n);
       const ios = Array.from({ length: 48 }, (_, k) => ({ lba: BigInt(k * 600 + rnd(300)), blocks: 1 + rnd(k % 4 === 0 ? 600 : 40) }));
       await Promise.all(ios.map((io) => ns.write(io.lba, pattern(io.lba, io.blocks, ns.blockSize, 7))));
-      const back = await Promise.all(ios.map((io) => ns.read(io.lba, io.blocks)));
+      // Completions are matched by command id, whatever their order: the data check below is what proves it.
+      const order: number[] = [];
+      const back = await Promise.all(ios.map((io, k) => ns.read(io.lba, io.blocks).then((b) => (order.push(k), b))));
+      const overtaken = order.filter((k, i) => i > 0 && k < order[i - 1]!).length;
+      console.log(`[nvme] ${backend} ${mode}: ${ios.length} reads in flight, ${overtaken} completed before one submitted earlier`);
+      expect(order.slice().sort((x, y) => x - y)).toEqual(ios.map((_, k) => k));
       back.forEach((b, k) => {
         const want = pattern(ios[k]!.lba, ios[k]!.blocks, ns.blockSize, 7);
         const got = Buffer.from(b);
