@@ -8,10 +8,10 @@ import { cpSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
-import { main, mdevctlListJson } from '../../src/cli/vfio.js';
+import { mdevctlListJson } from '../../src/cli/vfio.js';
 import { MdevDefinitionStore, mdevctlJson } from '../../src/mdev/definitions.js';
 import { FakeSys } from './mdev-fake.js';
-import { U1, U2, expectCliFailure as expectFailure } from './mdev-shared.js';
+import { U1, U2, cliIn, expectCliFailure as expectFailure } from './mdev-shared.js';
 
 const FIXTURES = fileURLToPath(new URL('./fixtures/mdevctl-1.2/', import.meta.url));
 const A = '2b7e6f1c-5d0a-4c3e-9f21-7a8b9c0d1e2f';
@@ -32,15 +32,7 @@ afterEach(() => {
 });
 
 /** Runs the CLI in this process against the fake tree. */
-async function vfio(...argv: string[]): Promise<{ status: number; stdout: string; stderr: string }> {
-  let stdout = '';
-  let stderr = '';
-  const status = await main(['--root', fake.root, ...argv], {
-    stdout: { write: (s: string) => (stdout += s) },
-    stderr: { write: (s: string) => (stderr += s) },
-  });
-  return { status, stdout, stderr };
-}
+const vfio = (...argv: string[]): ReturnType<typeof cliIn> => cliIn(fake.root, argv);
 
 const conf = (rel = ''): string => join(fake.p('/etc/mdevctl.d'), rel);
 

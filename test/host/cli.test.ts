@@ -1,8 +1,7 @@
 import { chmodSync, closeSync, constants as fsConstants, openSync, readFileSync } from 'node:fs';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
-import { main } from '../../src/cli/vfio.js';
 import { FakeSys } from './mdev-fake.js';
-import { CLI, REPO, U1, U2, expectCliFailure as expectFailure, runVfio as spawnVfio } from './mdev-shared.js';
+import { CLI, REPO, U1, U2, cliIn, expectCliFailure as expectFailure, runVfio as spawnVfio } from './mdev-shared.js';
 
 let fake: FakeSys;
 let stopDriver: (() => void) | undefined;
@@ -17,22 +16,8 @@ afterEach(() => {
   fake.cleanup();
 });
 
-interface Result {
-  status: number;
-  stdout: string;
-  stderr: string;
-}
-
 /** Runs the CLI in this process against the fake tree. */
-async function vfio(...argv: string[]): Promise<Result> {
-  let stdout = '';
-  let stderr = '';
-  const status = await main(['--root', fake.root, ...argv], {
-    stdout: { write: (s: string) => (stdout += s) },
-    stderr: { write: (s: string) => (stderr += s) },
-  });
-  return { status, stdout, stderr };
-}
+const vfio = (...argv: string[]): ReturnType<typeof cliIn> => cliIn(fake.root, argv);
 
 /** Column start offsets of a header line. */
 const columns = (header: string): number[] => [...header.matchAll(/(?:^|\s{2})(\S)/g)].map((m) => m.index! + m[0].length - 1);

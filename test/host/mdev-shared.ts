@@ -6,6 +6,7 @@
 import { spawn } from 'node:child_process';
 import { fileURLToPath } from 'node:url';
 import { expect } from 'vitest';
+import { main } from '../../src/cli/vfio.js';
 import { VfioError } from '../../src/errors.js';
 
 export const REPO = fileURLToPath(new URL('../..', import.meta.url));
@@ -67,4 +68,15 @@ export function expectCliFailure(r: { status: number; stdout: string; stderr: st
   if (typeof hint === 'string') expect(m![2]).toContain(hint);
   else expect(m![2]).toMatch(hint);
   return lines[0]!;
+}
+
+/** Runs the CLI in this process with `--root root`, collecting what it prints. */
+export async function cliIn(root: string, argv: string[]): Promise<Omit<CliResult, 'ms'>> {
+  let stdout = '';
+  let stderr = '';
+  const status = await main(['--root', root, ...argv], {
+    stdout: { write: (s: string) => (stdout += s) },
+    stderr: { write: (s: string) => (stderr += s) },
+  });
+  return { status, stdout, stderr };
 }
