@@ -259,3 +259,18 @@ describe.each(['group', 'cdev'] as const)('NVMe on %s', (backend) => {
     expect(readdirSync('/dev').filter((d) => d.startsWith('nvme'))).toEqual([]);
   });
 });
+
+describe('examples/nvme.ts', () => {
+  it('identifies the controller, reads back its pattern, and prints IOPS for both modes at QD1 and QD32', { timeout: 120_000 }, () => {
+    const r = spawnSync(process.execPath, ['--import', 'tsx', 'examples/nvme.ts', findNvme()], { encoding: 'utf8', timeout: 110_000 });
+    expect(r.stderr).toBe('');
+    expect(r.status).toBe(0);
+    const lines = r.stdout.trimEnd().split('\n');
+    expect(lines[0]).toMatch(new RegExp(`^${findNvme()}: QEMU NVMe Ctrl +\\(sn ${NVME_SERIAL}, fw \\S+\\), MDTS 524288 bytes$`));
+    expect(lines[1]).toBe('namespace 1: 131072 blocks of 512 bytes');
+    expect(lines[2]).toBe('wrote and read back 4096 bytes at LBA 100: identical');
+    const rates = lines.slice(3).map((l) => /^4 KiB random reads, (poll|irq), QD(1|32): (\d+) IOPS$/.exec(l));
+    expect(rates.map((m) => m && `${m[1]} QD${m[2]}`)).toEqual(['poll QD1', 'poll QD32', 'irq QD1', 'irq QD32']);
+    for (const m of rates) expect(Number(m![3])).toBeGreaterThan(0);
+  });
+});
