@@ -139,6 +139,16 @@ describe.each(['group', 'cdev'] as const)('NVMe on %s', (backend) => {
       expect(c.timeouts).toBe(1);
       // I/O submitted while the reset runs waits for it, then goes through.
       expect(Buffer.from(await ns.read(100n, 2)).equals(pattern(100n, 2, 512, 3))).toBe(true);
+      // Into the caller's buffer: through a bounce slot, and past the slot size through a buffer of the command's own.
+      const into = Buffer.alloc(1024 + 7, 0xee);
+      expect(await ns.read(100n, 2, into)).toBe(into);
+      expect(into.subarray(0, 1024).equals(pattern(100n, 2, 512, 3))).toBe(true);
+      expect(into.subarray(1024).every((x) => x === 0xee)).toBe(true);
+      const big = Buffer.alloc(300 * 512);
+      expect(await ns.read(0n, 300, big)).toBe(big);
+      expect(big.equals(Buffer.from(await ns.read(0n, 300)))).toBe(true);
+      await expect(ns.read(100n, 2, Buffer.alloc(1023))).rejects.toThrow(RangeError);
+      await expect(ns.read(100n, 2, [] as unknown as Uint8Array)).rejects.toThrow(TypeError);
       // Reset while idle: the data stays, the queues are made afresh, and the command ids all come back.
       await c.reset();
       await c.reset();

@@ -719,11 +719,12 @@ export class NvmeController extends EventEmitter<NvmeControllerEvents> {
 
   /**
    * @internal One NVM command through a bounce slot (or a buffer of its own
-   * past the slot size). `slba` is a safe integer or a bigint.
+   * past the slot size). `slba` is a safe integer or a bigint. A read lands
+   * in `into` when given (at least the transfer's length), else in a new array.
    */
-  io(opcode: number, nsid: number, slba: bigint | number, blocks: number, blockSize: number, data: Uint8Array | null): Promise<Uint8Array | null> {
+  io(opcode: number, nsid: number, slba: bigint | number, blocks: number, blockSize: number, data: Uint8Array | null, into?: Uint8Array): Promise<Uint8Array | null> {
     if (this.#closed) return Promise.reject(err('ERR_VFIO_CLOSED', `${this.address} is closed`, 'nvme io'));
-    if (this.#resetting) return this.#ready().then(() => this.io(opcode, nsid, slba, blocks, blockSize, data));
+    if (this.#resetting) return this.#ready().then(() => this.io(opcode, nsid, slba, blocks, blockSize, data, into));
     const qi = this.#next++ % this.#io.length;
     const q = this.#io[qi]!;
     const slots = this.#ioSlots[qi]!;
@@ -740,7 +741,7 @@ export class NvmeController extends EventEmitter<NvmeControllerEvents> {
     const cdw12 = blocks > 0 ? blocks - 1 : 0;
     if (bytes === 0) return this.#submit(q, { opcode, nsid, prp1: 0n, prp2: 0n }).then(() => null);
     if (bytes > this.#maxTransfer) return Promise.reject(new RangeError(`${bytes} bytes exceed the controller's maximum transfer (MDTS: ${this.#maxTransfer} bytes): split the command`));
-    if (bytes > slots.slotBytes) return this.#ioOwnBuffer(q, opcode, nsid, bytes, cdw10, cdw11, cdw12, data);
+    if (bytes > slots.slotBytes) return this.#ioOwnBuffer(q, opcode, nsid, bytes, cdw10, cdw11, cdw12, data, into);
     // The fast path: the slot's memory and PRP list were mapped and written once.
     const pages = Math.ceil(bytes / PAGE);
     return new Promise<Uint8Array | null>((resolve, reject) => {
@@ -748,7 +749,14 @@ export class NvmeController extends EventEmitter<NvmeControllerEvents> {
         const slot = q.free.pop()!;
         if (data) slots.bytes.set(data.length === bytes ? data : data.subarray(0, bytes), slot * slots.slotBytes);
         writeIoSqe(q.sqView, q.tail, opcode, slot, nsid, slots.prp1(slot), slots.prp2(slot, pages), cdw10, cdw11, cdw12);
-        const done = data ? () => null : () => slots.view(slot, bytes).slice();
+        const done = data
+          ? () => null
+          : into
+            ? () => {
+                into.set(slots.view(slot, bytes));
+                return into;
+              }
+            : () => slots.view(slot, bytes).slice();
         this.#ring(q, slot, { done, resolve, reject, opcode, deadline: performance.now() + this.timeoutMs }, this.timeoutMs);
       };
       if (q.free.length > 0) go();
@@ -757,7 +765,7 @@ export class NvmeController extends EventEmitter<NvmeControllerEvents> {
   }
 
   /** Past the slot size: a buffer and list pages of its own, mapped for this command. */
-  async #ioOwnBuffer(q: QueuePair, opcode: number, nsid: number, bytes: number, cdw10: number, cdw11: number, cdw12: number, data: Uint8Array | null): Promise<Uint8Array | null> {
+  async #ioOwnBuffer(q: QueuePair, opcode: number, nsid: number, bytes: number, cdw10: number, cdw11: number, cdw12: number, data: Uint8Array | null, into?: Uint8Array): Promise<Uint8Array | null> {
     const buf = allocDmaBuffer(Math.ceil(bytes / PAGE) * PAGE);
     const pages = Math.ceil(bytes / PAGE);
     const lists = allocDmaBuffer(Math.max(1, prpListPageCount(pages, PAGE)) * PAGE);
@@ -769,7 +777,10 @@ export class NvmeController extends EventEmitter<NvmeControllerEvents> {
       const lb = new Uint8Array(lists.buffer);
       const plan = planPrps((p) => m.iova + BigInt(p * PAGE), 0, bytes, PAGE, (i) => ({ iova: lm.iova + BigInt(i * PAGE), bytes: lb.subarray(i * PAGE, (i + 1) * PAGE) }));
       await this.#submit(q, { opcode, nsid, prp1: plan.prp1, prp2: plan.prp2, cdw10, cdw11, cdw12 });
-      return data ? null : view.slice(0, bytes);
+      if (data) return null;
+      if (!into) return view.slice(0, bytes);
+      into.set(view.subarray(0, bytes));
+      return into;
     } finally {
       // After close() the space is gone and unmapAll() took these: free them regardless.
       for (const x of [m, lm]) {
@@ -883,15 +894,25 @@ export class NvmeNamespace {
     return lba;
   }
 
-  /** Reads `blocks` blocks at `lba`; resolves with their bytes. @throws {@link NvmeError} (e.g. LBA Out of Range) */
-  read(lba: bigint | number, blocks: number): Promise<Uint8Array> {
+  /**
+   * Reads `blocks` blocks at `lba`. Resolves with their bytes: in `into` when
+   * given (its first blocks × blockSize bytes; nothing is allocated per read),
+   * else in a new array.
+   *
+   * @throws {@link NvmeError} (e.g. LBA Out of Range); RangeError when `into` is too small
+   */
+  read(lba: bigint | number, blocks: number, into?: Uint8Array): Promise<Uint8Array> {
     let l: bigint | number;
     try {
       l = this.#check(lba, blocks);
+      if (into !== undefined) {
+        if (!(into instanceof Uint8Array)) throw new TypeError('into must be a Uint8Array or Buffer');
+        if (into.length < blocks * this.blockSize) throw new RangeError(`into holds ${into.length} bytes; ${blocks} blocks of ${this.blockSize} need ${blocks * this.blockSize}`);
+      }
     } catch (e) {
       return Promise.reject(e);
     }
-    return this.controller.io(NVME_NVM_OPCODE.READ, this.nsid, l, blocks, this.blockSize, null) as Promise<Uint8Array>;
+    return this.controller.io(NVME_NVM_OPCODE.READ, this.nsid, l, blocks, this.blockSize, null, into) as Promise<Uint8Array>;
   }
 
   /** Writes `data` (a whole number of blocks) at `lba`. */
