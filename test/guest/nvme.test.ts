@@ -97,6 +97,24 @@ describe.each(['group', 'cdev'] as const)('NVMe on %s', (backend) => {
     }
   });
 
+  it('the fallback for kernels without dynamic MSI-X (disable, then enable with every vector) serves three I/O queues', async () => {
+    const c = await NvmeController.open({ backend, mode: 'irq', ioQueues: 3, queueDepth: 8, msix: 'reenable' });
+    try {
+      expect(c.msix).toMatchObject({ how: 'reenable', noresize: false });
+      const ns = await c.namespace(1);
+      // Round robin over the queues: 30 commands, 10 per queue, each completion through its queue's vector.
+      const lbas = Array.from({ length: 30 }, (_, i) => BigInt(50000 + i * 3));
+      await Promise.all(lbas.map((l) => ns.write(l, pattern(l, 2, 512, 21))));
+      const back = await Promise.all(lbas.map((l) => ns.read(l, 2)));
+      back.forEach((b, i) => expect(Buffer.from(b).equals(pattern(lbas[i]!, 2, 512, 21)), `lba ${lbas[i]}`).toBe(true));
+      await c.reset(); // the vectors stay enabled across a reset
+      expect(Buffer.from(await ns.read(lbas[0]!, 2)).equals(pattern(lbas[0]!, 2, 512, 21))).toBe(true);
+    } finally {
+      await c.close();
+    }
+    await expect(NvmeController.open({ backend, mode: 'irq', msix: 'sometimes' as 'auto' })).rejects.toThrow(TypeError);
+  });
+
   it('decodes NVMe status into NvmeError, checks its arguments, and settles everything on reset and close', { timeout: 120_000 }, async () => {
     const c = await NvmeController.open({ backend, mode: 'poll', queueDepth: 4 });
     try {

@@ -88,6 +88,13 @@ export interface NvmeOpenOptions {
   /** Milliseconds before a command is failed with ERR_NVME_TIMEOUT (default 5000). */
   timeoutMs?: number;
   /**
+   * How MSI-X vectors are added in 'irq' mode: 'auto' (default) adds each on
+   * its own where the kernel offers dynamic MSI-X (no NORESIZE), else disables
+   * MSI-X and enables it again with all of them; 'reenable' always does the
+   * latter (the path for kernels and devices without dynamic MSI-X).
+   */
+  msix?: 'auto' | 'reenable';
+  /**
    * What to do when the device signals a PCI error (the ERR IRQ, AER: PCIe
    * functions only): 'reset' (default) resets the controller, rejecting what is
    * in flight with ERR_NVME_RESET; 'report' only emits 'pci-error'.
@@ -310,11 +317,13 @@ export class NvmeController extends EventEmitter<NvmeControllerEvents> {
   #closed = false;
   #resetting: Promise<void> | null = null;
   #watchdog: NodeJS.Timeout | null = null;
+  #msixChoice: 'auto' | 'reenable';
   #tick = 0;
 
   private constructor(opened: OpenedDevice, mapper: DmaMapper, regs: MappedRegion, o: Required<Omit<NvmeOpenOptions, 'address' | 'backend' | 'root'>>) {
     super();
     this.onPciError = o.onPciError;
+    this.#msixChoice = o.msix;
     this.opened = opened;
     this.mapper = mapper;
     this.regs = regs;
@@ -346,6 +355,8 @@ export class NvmeController extends EventEmitter<NvmeControllerEvents> {
     const timeoutMs = options.timeoutMs ?? 5000;
     if (!(timeoutMs > 0)) throw new RangeError(`timeoutMs must be positive, got ${String(timeoutMs)}`);
     const onPciError = options.onPciError ?? 'reset';
+    const msix = options.msix ?? 'auto';
+    if (msix !== 'auto' && msix !== 'reenable') throw new TypeError(`msix must be 'auto' or 'reenable', got ${String(msix)}`);
     if (onPciError !== 'reset' && onPciError !== 'report') throw new TypeError(`onPciError must be 'reset' or 'report', got ${String(onPciError)}`);
     const address = options.address ?? findNvme(options.root ?? '/');
     const opened = openDevice(address, { backend: options.backend ?? 'auto', ...(options.root ? { root: options.root } : {}) });
@@ -355,7 +366,7 @@ export class NvmeController extends EventEmitter<NvmeControllerEvents> {
       const regs = opened.device.mmap(VFIO_PCI_BAR0_REGION_INDEX, { length: 0x2000 });
       const cfg = opened.device.region(VFIO_PCI_CONFIG_REGION_INDEX);
       cfg.write16(PCI_CONFIG.COMMAND, cfg.read16(PCI_CONFIG.COMMAND) | PCI_COMMAND_MASTER | PCI_COMMAND_MEMORY);
-      c = new NvmeController(opened, mapper, regs, { mode, ioQueues, queueDepth, slotBytes, timeoutMs, onPciError });
+      c = new NvmeController(opened, mapper, regs, { mode, ioQueues, queueDepth, slotBytes, timeoutMs, onPciError, msix });
       c.#wireErrorIrq();
       await c.#bringUp();
       return c;
@@ -485,7 +496,7 @@ export class NvmeController extends EventEmitter<NvmeControllerEvents> {
     const info = this.opened.device.irqInfo(VFIO_PCI_MSIX_IRQ_INDEX);
     const noresize = (info.flags & VFIO_IRQ_INFO_NORESIZE) !== 0;
     if (info.count < this.ioQueueCount + 1) throw err('ERR_NVME_MSIX', `the device has ${info.count} MSI-X vectors, ${this.ioQueueCount + 1} are needed`, 'nvme msi-x');
-    this.msix = { count: info.count, noresize, how: noresize ? 'reenable' : 'dynamic' };
+    this.msix = { count: info.count, noresize, how: noresize || this.#msixChoice === 'reenable' ? 'reenable' : 'dynamic' };
   }
 
   /** Gives queue q its eventfd and enables its vector (before its CQ is created). */
