@@ -7,29 +7,17 @@
 import { cpSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { afterEach, beforeEach, describe, expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
 import { mdevctlListJson } from '../../src/cli/vfio.js';
 import { MdevDefinitionStore, mdevctlJson } from '../../src/mdev/definitions.js';
-import { FakeSys } from './mdev-fake.js';
-import { U1, U2, cliIn, expectCliFailure as expectFailure } from './mdev-shared.js';
+import { U1, U2, cliIn, fakeSysPerTest, expectCliFailure as expectFailure } from './mdev-shared.js';
 
 const FIXTURES = fileURLToPath(new URL('./fixtures/mdevctl-1.2/', import.meta.url));
 const A = '2b7e6f1c-5d0a-4c3e-9f21-7a8b9c0d1e2f';
 const B = '5a1f0e9d-8c7b-4a69-8584-736251403f2e';
 const fixture = (rel: string): string => readFileSync(join(FIXTURES, rel), 'utf8');
 
-let fake: FakeSys;
-let stopDriver: (() => void) | undefined;
-
-beforeEach(() => {
-  fake = new FakeSys();
-  fake.addSampleParents();
-});
-afterEach(() => {
-  stopDriver?.();
-  stopDriver = undefined;
-  fake.cleanup();
-});
+const fake = fakeSysPerTest();
 
 /** Runs the CLI in this process against the fake tree. */
 const vfio = (...argv: string[]): ReturnType<typeof cliIn> => cliIn(fake.root, argv);
@@ -173,7 +161,7 @@ describe('vfio mdev undefine', () => {
 
 describe('vfio mdev start and stop', () => {
   it('start creates the device and writes its attributes in order; --json prints it; stop removes it', async () => {
-    stopDriver = driver();
+    driver();
     await vfio('mdev', 'define', '--uuid', U1, '--parent', 'mtty', '--type', 'mtty-2');
     await vfio('mdev', 'modify', U1, '--addattr', 'assign_adapter', '--value', '5');
     await vfio('mdev', 'modify', U1, '--addattr', 'assign_domain', '--value', '0xab');
@@ -190,7 +178,7 @@ describe('vfio mdev start and stop', () => {
   });
 
   it('start fails with one line naming the attribute and its index, and removes the device again', async () => {
-    stopDriver = driver(['assign_adapter']);
+    driver(['assign_adapter']);
     await vfio('mdev', 'define', '--uuid', U1, '--parent', 'mdpy', '--type', 'mdpy-hd');
     await vfio('mdev', 'modify', U1, '--addattr', 'assign_adapter', '--value', '5');
     await vfio('mdev', 'modify', U1, '--addattr', 'assign_domain', '--value', '0xab');
@@ -211,7 +199,7 @@ describe('vfio mdev start and stop', () => {
 
 describe('vfio mdev autostart', () => {
   it('reports each auto definition; exit 0 when all run', async () => {
-    stopDriver = driver();
+    driver();
     await vfio('mdev', 'define', '--uuid', U1, '--parent', 'mtty', '--type', 'mtty-1', '--auto');
     await vfio('mdev', 'define', '--uuid', U2, '--parent', 'mdpy', '--type', 'mdpy-vga');
     const r = await vfio('mdev', 'autostart');
@@ -226,7 +214,7 @@ describe('vfio mdev autostart', () => {
   });
 
   it('exits 1 with one stderr line per failure, after reporting every definition', async () => {
-    stopDriver = driver();
+    driver();
     await vfio('mdev', 'define', '--uuid', U1, '--parent', 'mtty', '--type', 'mtty-1', '--auto');
     await vfio('mdev', 'define', '--uuid', U2, '--parent', 'mtty', '--type', 'mtty-7', '--auto');
     fake.file('/etc/mdevctl.d/mdpy/a0000000-0000-4000-8000-000000000000', '{"mdev_type": "mdpy-vga", "start": "always"}');

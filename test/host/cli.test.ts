@@ -1,20 +1,8 @@
 import { chmodSync, closeSync, constants as fsConstants, openSync, readFileSync } from 'node:fs';
-import { afterEach, beforeEach, describe, expect, it } from 'vitest';
-import { FakeSys } from './mdev-fake.js';
-import { CLI, REPO, U1, U2, cliIn, expectCliFailure as expectFailure, runVfio as spawnVfio } from './mdev-shared.js';
+import { beforeEach, describe, expect, it } from 'vitest';
+import { CLI, REPO, U1, U2, cliIn, fakeSysPerTest, expectCliFailure as expectFailure, runVfio as spawnVfio } from './mdev-shared.js';
 
-let fake: FakeSys;
-let stopDriver: (() => void) | undefined;
-
-beforeEach(() => {
-  fake = new FakeSys();
-  fake.addSampleParents();
-});
-afterEach(() => {
-  stopDriver?.();
-  stopDriver = undefined;
-  fake.cleanup();
-});
+const fake = fakeSysPerTest();
 
 /** Runs the CLI in this process against the fake tree. */
 const vfio = (...argv: string[]): ReturnType<typeof cliIn> => cliIn(fake.root, argv);
@@ -150,7 +138,7 @@ describe('vfio mdev list', () => {
 
 describe('vfio mdev create', () => {
   it('prints the new UUID', async () => {
-    stopDriver = fake.driver();
+    fake.driver();
     const r = await vfio('mdev', 'create', 'mtty-2');
     expect(r.status).toBe(0);
     expect(r.stderr).toBe('');
@@ -160,7 +148,7 @@ describe('vfio mdev create', () => {
   });
 
   it('takes --uuid in any case and --parent, and prints the lower-case UUID or --json', async () => {
-    stopDriver = fake.driver();
+    fake.driver();
     const r = await vfio('mdev', 'create', 'mdpy-hd', '--parent', 'mdpy', '--uuid', U1.toUpperCase());
     expect(r.stdout).toBe(`${U1}\n`);
     const j = await vfio('mdev', 'create', 'mdpy-hd', '--uuid', U2, '--json');
@@ -181,7 +169,7 @@ describe('vfio mdev create', () => {
   });
 
   it('fails with ETIMEDOUT when the device node never appears, and the device stays listed', async () => {
-    stopDriver = fake.driver((p, t, u) => void fake.addMdev(p, t, u, { groupNode: false }));
+    fake.driver((p, t, u) => void fake.addMdev(p, t, u, { groupNode: false }));
     const r = await vfio('mdev', 'create', 'mtty-1', '--uuid', U1, '--timeout', '0.2');
     expect(expectFailure(r, 'ETIMEDOUT', /vfio mdev remove/)).toContain(`mdev ${U1} was created`);
     expect(JSON.parse((await vfio('mdev', 'list', '--json')).stdout).map((d: { uuid: string }) => d.uuid)).toEqual([U1]);

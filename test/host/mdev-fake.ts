@@ -167,6 +167,8 @@ export class FakeSys {
     execFileSync('mkfifo', [this.p(abs)]);
   }
 
+  readonly #timers = new Set<NodeJS.Timeout>();
+
   /**
    * The fake driver: every `intervalMs`, turns a UUID written to any type's
    * `create` into an mdev (via `onCreate`, default {@link addMdev}) and empties
@@ -185,14 +187,21 @@ export class FakeSys {
         }
       }
     }, intervalMs);
-    return () => clearInterval(timer);
+    this.#timers.add(timer);
+    return () => {
+      clearInterval(timer);
+      this.#timers.delete(timer);
+    };
   }
 
   #list(abs: string): string[] {
     return existsSync(this.p(abs)) ? readdirSync(this.p(abs)) : [];
   }
 
+  /** Stops the fake drivers, and deletes the tree. */
   cleanup(): void {
+    for (const t of this.#timers) clearInterval(t);
+    this.#timers.clear();
     rmSync(this.root, { recursive: true, force: true });
   }
 }

@@ -5,9 +5,10 @@
  */
 import { spawn } from 'node:child_process';
 import { fileURLToPath } from 'node:url';
-import { expect } from 'vitest';
+import { afterEach, beforeEach, expect } from 'vitest';
 import { main } from '../../src/cli/vfio.js';
 import { VfioError } from '../../src/errors.js';
+import { FakeSys } from './mdev-fake.js';
 
 export const REPO = fileURLToPath(new URL('../..', import.meta.url));
 export const CLI = `${REPO}src/cli/vfio.ts`;
@@ -79,4 +80,28 @@ export async function cliIn(root: string, argv: string[]): Promise<Omit<CliResul
     stderr: { write: (s: string) => (stderr += s) },
   });
   return { status, stdout, stderr };
+}
+
+/**
+ * A fresh {@link FakeSys} with the sample parents for every test of the file
+ * (its fake drivers stopped and its tree deleted after each): registers the
+ * hooks and returns a stand-in that always forwards to the current tree.
+ */
+export function fakeSysPerTest(): FakeSys {
+  let current: FakeSys | undefined;
+  beforeEach(() => {
+    current = new FakeSys();
+    current.addSampleParents();
+  });
+  afterEach(() => {
+    current?.cleanup();
+    current = undefined;
+  });
+  return new Proxy({} as FakeSys, {
+    get(_, prop) {
+      if (!current) throw new Error('fakeSysPerTest(): no tree outside a test');
+      const v = Reflect.get(current, prop, current) as unknown;
+      return typeof v === 'function' ? (v as (...a: unknown[]) => unknown).bind(current) : v;
+    },
+  });
 }
