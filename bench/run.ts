@@ -731,12 +731,14 @@ async function main(): Promise<number> {
     },
     date: new Date().toISOString(),
   };
-  mkdirSync(OUT_DIR, { recursive: true });
-  const json = JSON.stringify(report, null, 2) + '\n';
-  writeFileSync(join(OUT_DIR, 'latest.json'), json);
-  const table = renderTable(report) + (nvmeTable ? `\n\n${nvmeTable}` : '');
-  writeFileSync(join(OUT_DIR, 'latest.txt'), table + '\n');
-  process.stdout.write(`${table}\n`);
+  // As the host section does: a run whose --only matched none of these cases (`--only nvme`) leaves latest.* alone.
+  if (results.length) {
+    mkdirSync(OUT_DIR, { recursive: true });
+    writeFileSync(join(OUT_DIR, 'latest.json'), JSON.stringify(report, null, 2) + '\n');
+    writeFileSync(join(OUT_DIR, 'latest.txt'), renderTable(report) + '\n');
+    process.stdout.write(`${renderTable(report)}\n`);
+  }
+  if (nvmeTable) process.stdout.write(`${results.length ? '\n' : ''}${nvmeTable}\n`);
   return results.some((r) => r.error?.startsWith('failed')) || nvmeFailed ? 1 : 0;
 }
 
