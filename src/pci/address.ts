@@ -28,3 +28,16 @@ export function formatPciAddress(segment: number, bus: number, devfn: number): s
   const h = (n: number, w: number): string => n.toString(16).padStart(w, '0');
   return `${h(segment & 0xffff, 4)}:${h(bus & 0xff, 2)}:${h(pciSlot(devfn), 2)}.${pciFunction(devfn)}`;
 }
+
+/**
+ * A PCI address as sysfs names it (`'0000:00:03.0'`, lower case) from the full
+ * form or the short one without the segment (`'00:03.0'`), any case; null for
+ * anything else.
+ */
+export function normalizePciAddress(spec: string): string | null {
+  if (typeof spec !== 'string') return null;
+  const s = spec.trim().toLowerCase();
+  if (/^[0-9a-f]{4}:[0-9a-f]{2}:[0-9a-f]{2}\.[0-7]$/.test(s)) return s;
+  if (/^[0-9a-f]{2}:[0-9a-f]{2}\.[0-7]$/.test(s)) return `0000:${s}`;
+  return null;
+}

@@ -8,9 +8,9 @@ import { constants } from 'node:os';
 import { join } from 'node:path';
 import { VfioError } from '../errors.js';
 import { boundDriver } from '../vfio/quirks.js';
+import { normalizePciAddress } from './address.js';
 
 const { errno: E } = constants;
-const PCI_ADDRESS_RE = /^[0-9a-f]{4}:[0-9a-f]{2}:[0-1][0-9a-f]\.[0-7]$/;
 
 /** Options of {@link bindPciDriver}. */
 export interface BindOptions {
@@ -35,10 +35,10 @@ export interface BindOptions {
 export function bindPciDriver(address: string, driver: string, options: BindOptions = {}): string | null {
   const operation = 'pci bind';
   const root = options.root ?? '/';
-  if (typeof address !== 'string' || !PCI_ADDRESS_RE.test(address.toLowerCase())) {
-    throw new VfioError({ errno: E.EINVAL, operation, message: `EINVAL: malformed PCI address ${JSON.stringify(address)}: expected dddd:bb:dd.f, e.g. 0000:01:00.0` });
+  const a = normalizePciAddress(address);
+  if (a === null) {
+    throw new VfioError({ errno: E.EINVAL, operation, message: `EINVAL: malformed PCI address ${JSON.stringify(address)}: expected dddd:bb:dd.f or bb:dd.f, e.g. 0000:01:00.0` });
   }
-  const a = address.toLowerCase();
   if (typeof driver !== 'string' || !/^[A-Za-z0-9_.-]+$/.test(driver)) throw new TypeError(`driver must be a driver's name, got ${JSON.stringify(driver)}`);
   const dev = join(root, 'sys/bus/pci/devices', a);
   if (!existsSync(dev)) throw new VfioError({ errno: E.ENOENT, operation, path: dev, message: `ENOENT: no PCI device ${a}` });

@@ -9,6 +9,7 @@ import { Container } from './container.js';
 import { Device } from './device.js';
 import type { DmaSpace } from '../dma/buffer.js';
 import { VfioError } from '../errors.js';
+import { normalizePciAddress } from '../pci/address.js';
 import { rootArg } from '../resource.js';
 import { Group } from './group.js';
 import { IOMMUFD_PATH, IommuFd, type Ioas } from '../iommufd/iommufd.js';
@@ -73,8 +74,6 @@ export interface ResolvedDevice {
   cdevPath: string | null;
 }
 
-const PCI_ADDRESS = /^[0-9a-f]{4}:[0-9a-f]{2}:[0-9a-f]{2}\.[0-7]$/;
-
 /**
  * Finds a device's group and cdev in sysfs.
  *
@@ -96,12 +95,12 @@ export function resolveDevice(spec: string, root = '/'): ResolvedDevice {
     } catch {
       throw new VfioError({ code: 'ENOENT', errno: 2, operation: 'resolve device', path: spec, message: `ENOENT: ${spec} is not a VFIO device cdev` });
     }
-  } else if (/^[0-9a-f]{2}:[0-9a-f]{2}\.[0-7]$/.test(name)) {
-    name = `0000:${name}`;
+  } else {
+    name = normalizePciAddress(name) ?? name;
   }
   const bus = existsSync(sys('bus/mdev/devices', name)) ? 'mdev' : existsSync(sys('bus/pci/devices', name)) ? 'pci' : null;
   if (!bus) {
-    const what = PCI_ADDRESS.test(name) ? 'PCI device' : 'mdev';
+    const what = normalizePciAddress(name) !== null ? 'PCI device' : 'mdev';
     throw new VfioError({ code: 'ENOENT', errno: 2, operation: 'resolve device', path: spec, message: `ENOENT: no ${what} named ${spec}`, hint: 'list devices with `vfio ls`' });
   }
   const dev = sys('bus', bus, 'devices', name);

@@ -2,6 +2,7 @@ import { mkdirSync, mkdtempSync, readFileSync, rmSync, symlinkSync, writeFileSyn
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
+import { normalizePciAddress } from '../../src/pci/address.js';
 import { bindPciDriver } from '../../src/pci/bind.js';
 
 const roots: string[] = [];
@@ -27,10 +28,22 @@ function tree(addr: string, driver: string | null, drivers: string[]): string {
   return root;
 }
 
+describe('normalizePciAddress', () => {
+  it('takes the full and the short form, any case, and nothing else', () => {
+    expect(normalizePciAddress('0000:01:00.0')).toBe('0000:01:00.0');
+    expect(normalizePciAddress(' 0000:0A:1F.7 ')).toBe('0000:0a:1f.7');
+    expect(normalizePciAddress('01:00.0')).toBe('0000:01:00.0');
+    for (const bad of ['1:00.0', '0000:01:00.8', '0000:01:00', 'mtty', '', 42 as unknown as string]) expect(normalizePciAddress(bad), String(bad)).toBeNull();
+  });
+});
+
 describe('bindPciDriver', () => {
   it('refuses a malformed address, a missing device, and a driver that is not loaded', () => {
     const root = tree('0000:01:00.0', 'vfio-pci', ['vfio-pci']);
-    expect(() => bindPciDriver('01:00.0', 'nvme', { root })).toThrow(expect.objectContaining({ code: 'EINVAL', message: expect.stringMatching(/malformed PCI address "01:00.0"/) }));
+    expect(() => bindPciDriver('1:00.0', 'nvme', { root })).toThrow(expect.objectContaining({ code: 'EINVAL', message: expect.stringMatching(/malformed PCI address "1:00.0"/) }));
+    // The short form (no segment) is the same device, as openDevice() takes it.
+    expect(bindPciDriver('01:00.0', 'vfio-pci', { root })).toBe('vfio-pci');
+    expect(() => bindPciDriver('02:00.0', 'nvme', { root })).toThrow(expect.objectContaining({ code: 'ENOENT', message: 'ENOENT: no PCI device 0000:02:00.0' }));
     expect(() => bindPciDriver('0000:01:00.0', '../x', { root })).toThrow(TypeError);
     expect(() => bindPciDriver('0000:02:00.0', 'nvme', { root })).toThrow(expect.objectContaining({ code: 'ENOENT', message: 'ENOENT: no PCI device 0000:02:00.0' }));
     expect(() => bindPciDriver('0000:01:00.0', 'nvme', { root, modprobe: false })).toThrow(expect.objectContaining({ code: 'ENODEV', hint: expect.stringMatching(/modprobe nvme/) }));
