@@ -533,7 +533,7 @@ export class NvmeController extends EventEmitter<NvmeControllerEvents> {
 
   /** An admin command now, even while the controller is being brought up (which is what uses it). */
   #adminNow(sqe: Omit<NvmeSqe, 'cid' | 'prp1' | 'prp2'> & { prp1?: bigint; prp2?: bigint }, timeoutMs = this.timeoutMs): Promise<NvmeCqe> {
-    return this.#submit(this.#admin, { prp1: 0n, prp2: 0n, ...sqe }, undefined, undefined, timeoutMs);
+    return this.#submit(this.#admin, { prp1: 0n, prp2: 0n, ...sqe }, timeoutMs);
   }
 
   /**
@@ -545,20 +545,26 @@ export class NvmeController extends EventEmitter<NvmeControllerEvents> {
     while (this.#resetting) await this.#resetting;
   }
 
+  /** Any command, through the checked encoder; resolves with its completion entry, rejects with an NvmeError for a non-zero status. */
+  #submit(q: QueuePair, sqe: Omit<NvmeSqe, 'cid'>, timeoutMs = this.timeoutMs): Promise<NvmeCqe> {
+    return this.#post(q, sqe.opcode, (cid) => encodeSqe(q.sq, q.tail * NVME_SQE_SIZE, { ...sqe, cid }), undefined, timeoutMs);
+  }
+
   /**
-   * Any command, through the checked encoder. Resolves with what `done`
-   * returns (else the completion entry); rejects with an NvmeError for a
-   * non-zero status.
+   * Every command goes through here. When a command id is free (else once one
+   * is: back-pressure), `write(cid)` writes the entry at the tail, and it is
+   * rung. Resolves with what `done` returns on success (else the completion
+   * entry); `done` runs before the id, and so its bounce slot, is reused.
    */
-  #submit(q: QueuePair, sqe: Omit<NvmeSqe, 'cid'>, slot?: number, done?: (cqe: NvmeCqe) => unknown, timeoutMs = this.timeoutMs): Promise<NvmeCqe> {
+  #post<T = NvmeCqe>(q: QueuePair, opcode: number, write: (cid: number) => void, done: ((cqe: NvmeCqe) => T) | undefined, timeoutMs = this.timeoutMs): Promise<T> {
     if (this.#closed) return Promise.reject(err('ERR_VFIO_CLOSED', `${this.address} is closed`, 'nvme submit'));
-    return new Promise<NvmeCqe>((resolve, reject) => {
+    return new Promise<T>((resolve, reject) => {
       const go = (): void => {
-        const cid = slot ?? q.free.pop()!;
-        encodeSqe(q.sq, q.tail * NVME_SQE_SIZE, { ...sqe, cid });
-        this.#ring(q, cid, { done, resolve, reject, opcode: sqe.opcode, deadline: performance.now() + timeoutMs }, timeoutMs);
+        const cid = q.free.pop()!;
+        write(cid);
+        this.#ring(q, cid, { done, resolve, reject, opcode, deadline: performance.now() + timeoutMs }, timeoutMs);
       };
-      if (slot !== undefined || q.free.length > 0) go();
+      if (q.free.length > 0) go();
       else q.waiting.push({ go, reject });
     });
   }
@@ -704,20 +710,15 @@ export class NvmeController extends EventEmitter<NvmeControllerEvents> {
     return decodeActiveNamespaces(await this.#identify(NVME_IDENTIFY_CNS.ACTIVE_NS_LIST, 0));
   }
 
+  /** An Identify data structure, through the admin slot of the command's id. */
   #identify(cns: number, nsid: number): Promise<Uint8Array> {
-    const q = this.#admin;
     const s = this.#adminSlots;
-    return new Promise<Uint8Array>((resolve, reject) => {
-      const go = (): void => {
-        const slot = q.free.pop()!;
-        this.#submit(q, { opcode: NVME_ADMIN_OPCODE.IDENTIFY, nsid, prp1: s.iova(slot, 0), prp2: 0n, cdw10: cns }, slot, () => s.view(slot, NVME_IDENTIFY_SIZE).slice()).then(
-          (page) => resolve(page as unknown as Uint8Array),
-          reject,
-        );
-      };
-      if (q.free.length > 0) go();
-      else q.waiting.push({ go, reject });
-    });
+    return this.#post(
+      this.#admin,
+      NVME_ADMIN_OPCODE.IDENTIFY,
+      (cid) => encodeSqe(this.#admin.sq, this.#admin.tail * NVME_SQE_SIZE, { opcode: NVME_ADMIN_OPCODE.IDENTIFY, cid, nsid, prp1: s.iova(cid, 0), prp2: 0n, cdw10: cns }),
+      (cqe) => s.view(cqe.cid, NVME_IDENTIFY_SIZE).slice(),
+    );
   }
 
   /** The namespace `nsid`, identified. */
@@ -753,26 +754,21 @@ export class NvmeController extends EventEmitter<NvmeControllerEvents> {
     if (bytes === 0) return this.#submit(q, { opcode, nsid, prp1: 0n, prp2: 0n }).then(() => null);
     if (bytes > this.#maxTransfer) return Promise.reject(new RangeError(`${bytes} bytes exceed the controller's maximum transfer (MDTS: ${this.#maxTransfer} bytes): split the command`));
     if (bytes > slots.slotBytes) return this.#ioOwnBuffer(q, opcode, nsid, bytes, cdw10, cdw11, cdw12, data, into);
-    // The fast path: the slot's memory and PRP list were mapped and written once.
+    // The fast path: the slot's memory and PRP list were mapped and written once; the command id is the slot.
     const pages = Math.ceil(bytes / PAGE);
-    return new Promise<Uint8Array | null>((resolve, reject) => {
-      const go = (): void => {
-        const slot = q.free.pop()!;
-        if (data) slots.bytes.set(data.length === bytes ? data : data.subarray(0, bytes), slot * slots.slotBytes);
-        writeIoSqe(q.sqView, q.tail, opcode, slot, nsid, slots.prp1(slot), slots.prp2(slot, pages), cdw10, cdw11, cdw12);
-        const done = data
-          ? () => null
-          : into
-            ? () => {
-                into.set(slots.view(slot, bytes));
-                return into;
-              }
-            : () => slots.view(slot, bytes).slice();
-        this.#ring(q, slot, { done, resolve, reject, opcode, deadline: performance.now() + this.timeoutMs }, this.timeoutMs);
-      };
-      if (q.free.length > 0) go();
-      else q.waiting.push({ go, reject });
-    });
+    const write = (slot: number): void => {
+      if (data) slots.bytes.set(data.length === bytes ? data : data.subarray(0, bytes), slot * slots.slotBytes);
+      writeIoSqe(q.sqView, q.tail, opcode, slot, nsid, slots.prp1(slot), slots.prp2(slot, pages), cdw10, cdw11, cdw12);
+    };
+    const done = data
+      ? () => null
+      : into
+        ? (cqe: NvmeCqe) => {
+            into.set(slots.view(cqe.cid, bytes));
+            return into;
+          }
+        : (cqe: NvmeCqe) => slots.view(cqe.cid, bytes).slice();
+    return this.#post<Uint8Array | null>(q, opcode, write, done);
   }
 
   /** Past the slot size: a buffer and list pages of its own, mapped for this command. */
