@@ -16,7 +16,7 @@ import { setTimeout as sleep } from 'node:timers/promises';
 import { randomUUID } from 'node:crypto';
 import { VfioError } from '../errors.js';
 import { heldCount } from '../registry.js';
-import { SysRoot, describeDevice, processesHolding, vfioNodes, type VfioNodes } from './sysfs.js';
+import { SysRoot, describeDevice, isPlainName, processesHolding, vfioNodes, type VfioNodes } from './sysfs.js';
 import { sysfsWriter } from './writer.js';
 import {
   DEFAULT_CONFIG_ROOT,
@@ -254,8 +254,6 @@ export interface AutostartResult {
   error: VfioError | null;
 }
 
-/** A name usable as one sysfs directory entry. */
-const isPlain = (n: string): boolean => typeof n === 'string' && n !== '' && n !== '.' && n !== '..' && !n.includes('/');
 
 function checkStart(start: unknown, operation: string): StartMode {
   if (start !== 'auto' && start !== 'manual') {
@@ -642,7 +640,7 @@ export class MdevBus {
         hint: how ? 'only one device with a UUID can run at a time: stop it first (`vfio mdev stop`)' : 'it runs already; stop it first (`vfio mdev stop`) to start it again with its definition',
       });
     }
-    if (!isPlain(parent) || !this.sys.exists(`${MDEV_BUS}/${parent}`)) {
+    if (!isPlainName(parent) || !this.sys.exists(`${MDEV_BUS}/${parent}`)) {
       throw new VfioError({
         errno: E.ENOENT,
         operation,
@@ -650,7 +648,7 @@ export class MdevBus {
         message: `ENOENT: the parent '${parent}' of mdev ${uuid}${of} is not present (parents: ${this.parentNames().join(', ') || 'none'})`,
       });
     }
-    if (!isPlain(type) || !this.sys.exists(`${MDEV_BUS}/${parent}/mdev_supported_types/${type}`)) {
+    if (!isPlainName(type) || !this.sys.exists(`${MDEV_BUS}/${parent}/mdev_supported_types/${type}`)) {
       throw new VfioError({
         errno: E.ENOENT,
         operation,
@@ -724,7 +722,7 @@ export class MdevBus {
   async autostart(parent?: string, options: { timeoutMs?: number } = {}): Promise<AutostartResult[]> {
     const operation = 'mdev autostart';
     const { definitions, errors } = this.definitions.scan(parent === undefined ? {} : { parent });
-    const present = (p: string): boolean => isPlain(p) && this.sys.exists(`${MDEV_BUS}/${p}`);
+    const present = (p: string): boolean => isPlainName(p) && this.sys.exists(`${MDEV_BUS}/${p}`);
     const results: AutostartResult[] = errors
       .filter((e) => present(e.parent))
       .map((e) => ({ uuid: e.uuid, parent: e.parent, type: null, ok: false, status: 'failed', device: null, error: e.error }));
@@ -776,7 +774,7 @@ export class MdevBus {
   }
 
   #checkType(type: unknown, operation: string): string {
-    if (typeof type !== 'string' || !isPlain(type)) {
+    if (typeof type !== 'string' || !isPlainName(type)) {
       throw new VfioError({
         errno: E.EINVAL,
         operation,
@@ -833,7 +831,7 @@ export class MdevBus {
    * {@link type}, for its error.
    */
   #findType(id: string, parent: string | undefined, operation: string): Pick<MdevType, 'id' | 'parent' | 'path'> {
-    if (isPlain(id) && (parent === undefined || isPlain(parent))) {
+    if (isPlainName(id) && (parent === undefined || isPlainName(parent))) {
       const parents = parent === undefined ? this.parentNames() : [parent];
       const found = parents.filter((p) => this.sys.exists(`${MDEV_BUS}/${p}/mdev_supported_types/${id}/create`));
       if (found.length === 1) return { id, parent: found[0]!, path: `${MDEV_BUS}/${found[0]}/mdev_supported_types/${id}` };

@@ -55,6 +55,7 @@ import {
 import { constants } from 'node:os';
 import { join, resolve } from 'node:path';
 import { VfioError } from '../errors.js';
+import { isPlainName } from './sysfs.js';
 
 const { errno: E } = constants;
 
@@ -158,15 +159,13 @@ const show = (v: unknown): string => {
 const isObject = (v: unknown): v is Record<string, unknown> => typeof v === 'object' && v !== null && !Array.isArray(v);
 
 /** A name usable as one directory entry: not empty, '.', '..', and without '/' or NUL. */
-const plainName = (n: string): boolean => n !== '' && n !== '.' && n !== '..' && !n.includes('/') && !n.includes('\0');
-
 /**
  * Whether `name` can name an attribute of a device: a relative path inside
  * its sysfs directory ('assign_adapter', or 'group/attr' for an attribute
  * group), without '.', '..' or empty components.
  */
 export function isAttributeName(name: string): boolean {
-  return typeof name === 'string' && name.split('/').every(plainName);
+  return typeof name === 'string' && name.split('/').every(isPlainName);
 }
 
 /**
@@ -174,7 +173,7 @@ export function isAttributeName(name: string): boolean {
  * name, and not mdevctl's `scripts.d`.
  */
 export function isParentName(name: string): boolean {
-  return typeof name === 'string' && plainName(name) && name !== SCRIPTS_DIR;
+  return typeof name === 'string' && isPlainName(name) && name !== SCRIPTS_DIR;
 }
 
 /** The hint of a malformed attribute list given to the API. */

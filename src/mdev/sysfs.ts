@@ -24,6 +24,16 @@ function orMissing<T, F>(fn: () => T, fallback: F): T | F {
   }
 }
 
+/**
+ * Whether `name` is usable as one directory entry (a parent, a type, a UUID,
+ * an attribute): not empty, '.', '..', and without '/' or NUL.
+ *
+ * @internal
+ */
+export function isPlainName(name: string): boolean {
+  return typeof name === 'string' && name !== '' && name !== '.' && name !== '..' && !name.includes('/') && !name.includes('\0');
+}
+
 /** A filesystem root under which `/sys`, `/dev` and `/proc` are looked up. */
 export class SysRoot {
   /** The directory that stands for `/`. */
