@@ -4,13 +4,12 @@
  * BAR0, PCI config, the interrupt API (MSI or INTx) and a DmaMapper whose IOVAs
  * stay below edu's 28-bit DMA mask. Register map: QEMU docs/specs/edu.rst.
  */
-import { readFileSync, readdirSync } from 'node:fs';
 import { join } from 'node:path';
+import { findPciFunction } from '../pci/bind.js';
 import type { MappedRegion } from '../vfio/region.js';
 import { allocDmaBuffer } from '../dma/buffer.js';
 import { DmaMapper, type DmaMapperOptions, type DmaMapping } from '../dma/mapper.js';
 import { VfioError } from '../errors.js';
-import { rootArg } from '../resource.js';
 import type { Interrupts } from '../vfio/interrupts.js';
 import { openDevice, type BackendChoice, type OpenedDevice } from '../vfio/open.js';
 import { PCI_COMMAND_MASTER, PCI_COMMAND_MEMORY, PCI_CONFIG } from '../pci/config.js';
@@ -116,15 +115,8 @@ export interface EduRoundTrip {
  * @throws {@link VfioError} ENODEV when there is none (start QEMU with `-device edu`)
  */
 export function findEdu(root = '/'): string {
-  const pci = join(rootArg(root, 'find edu'), 'sys/bus/pci/devices');
-  const id = (a: string, f: string): number => Number(readFileSync(join(pci, a, f), 'utf8').trim());
-  let found: string | undefined;
-  try {
-    found = readdirSync(pci).find((a) => id(a, 'vendor') === EDU_VENDOR && id(a, 'device') === EDU_DEVICE);
-  } catch (e) {
-    throw VfioError.from(e, { operation: 'find edu' });
-  }
-  if (!found) throw new VfioError({ code: 'ENODEV', errno: 19, operation: 'find edu', path: pci, message: 'ENODEV: no edu device (1234:11e8) on the PCI bus', hint: 'start QEMU with -device edu' });
+  const found = findPciFunction((_, attr) => Number(attr('vendor')) === EDU_VENDOR && Number(attr('device')) === EDU_DEVICE, root, 'find edu');
+  if (!found) throw new VfioError({ code: 'ENODEV', errno: 19, operation: 'find edu', path: join(root, 'sys/bus/pci/devices'), message: 'ENODEV: no edu device (1234:11e8) on the PCI bus', hint: 'start QEMU with -device edu' });
   return found;
 }
 

@@ -1,16 +1,38 @@
 /**
- * Moving a PCI function between drivers (vfio-pci and a kernel driver) through
- * sysfs: driver_override, unbind, drivers_probe. Root only.
+ * PCI functions in sysfs: finding one by its attributes, and moving it
+ * between drivers (vfio-pci and a kernel driver) through driver_override,
+ * unbind and drivers_probe (root only).
  */
 import { spawnSync } from 'node:child_process';
-import { existsSync, readFileSync, writeFileSync } from 'node:fs';
+import { existsSync, readFileSync, readdirSync, writeFileSync } from 'node:fs';
 import { constants } from 'node:os';
 import { join } from 'node:path';
 import { VfioError } from '../errors.js';
+import { rootArg } from '../resource.js';
 import { boundDriver } from '../vfio/quirks.js';
 import { normalizePciAddress } from './address.js';
 
 const { errno: E } = constants;
+
+/**
+ * The first PCI function, in address order, for which `match` holds; null
+ * when none does. `attr(name)` reads one of its sysfs attributes, trimmed
+ * ('vendor' → '0x1b36', 'class' → '0x010802').
+ *
+ * @param root - the filesystem root that holds /sys; default '/'
+ * @throws {@link VfioError} when /sys/bus/pci/devices cannot be read
+ */
+export function findPciFunction(match: (address: string, attr: (name: string) => string) => boolean, root = '/', operation = 'find pci'): string | null {
+  const pci = join(rootArg(root, operation), 'sys/bus/pci/devices');
+  try {
+    for (const a of readdirSync(pci).sort()) {
+      if (match(a, (name) => readFileSync(join(pci, a, name), 'utf8').trim())) return a;
+    }
+  } catch (e) {
+    throw VfioError.from(e, { operation, path: pci });
+  }
+  return null;
+}
 
 /** Options of {@link bindPciDriver}. */
 export interface BindOptions {

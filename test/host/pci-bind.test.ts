@@ -3,7 +3,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
 import { normalizePciAddress } from '../../src/pci/address.js';
-import { bindPciDriver } from '../../src/pci/bind.js';
+import { bindPciDriver, findPciFunction } from '../../src/pci/bind.js';
 
 const roots: string[] = [];
 afterEach(() => {
@@ -62,5 +62,20 @@ describe('bindPciDriver', () => {
     expect(readFileSync(join(root, 'sys/bus/pci/devices/0000:01:00.0/driver_override'), 'utf8')).toBe('nvme');
     expect(readFileSync(join(root, 'sys/bus/pci/drivers/vfio-pci/unbind'), 'utf8')).toBe('0000:01:00.0');
     expect(readFileSync(join(root, 'sys/bus/pci/drivers_probe'), 'utf8')).toBe('0000:01:00.0');
+  });
+});
+
+describe('findPciFunction', () => {
+  it('returns the first function, in address order, whose attributes match; null for none; a VfioError for no /sys', () => {
+    const root = tree('0000:01:00.0', 'vfio-pci', ['vfio-pci']);
+    mkdirSync(join(root, 'sys/bus/pci/devices/0000:00:03.0'));
+    writeFileSync(join(root, 'sys/bus/pci/devices/0000:00:03.0/vendor'), '0x1b36\n');
+    writeFileSync(join(root, 'sys/bus/pci/devices/0000:00:03.0/device'), '0x0001\n');
+    const seen: string[] = [];
+    expect(findPciFunction((a, attr) => (seen.push(a), attr('vendor') === '0x1b36'), root)).toBe('0000:00:03.0');
+    expect(seen).toEqual(['0000:00:03.0']);
+    expect(findPciFunction((_, attr) => attr('device') === '0x0010', root)).toBe('0000:01:00.0');
+    expect(findPciFunction(() => false, root)).toBeNull();
+    expect(() => findPciFunction(() => true, join(root, 'sys'), 'find x')).toThrow(expect.objectContaining({ code: 'ENOENT', operation: 'find x' }));
   });
 });

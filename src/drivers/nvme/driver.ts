@@ -11,8 +11,8 @@
  * mode polls on setImmediate turns, interrupt mode wakes on the eventfds.
  */
 import { EventEmitter } from 'node:events';
-import { readFileSync, readdirSync } from 'node:fs';
 import { join } from 'node:path';
+import { findPciFunction } from '../../pci/bind.js';
 import { boundDriver } from '../../vfio/quirks.js';
 import { VfioError } from '../../errors.js';
 import { allocDmaBuffer, type DmaBuffer } from '../../dma/buffer.js';
@@ -948,9 +948,7 @@ export class NvmeNamespace {
  * @throws {@link VfioError} ENODEV when there is none
  */
 export function findNvme(root = '/'): string {
-  const pci = join(root, 'sys/bus/pci/devices');
-  for (const a of readdirSync(pci).sort()) {
-    if (readFileSync(join(pci, a, 'class'), 'utf8').trim() === '0x010802' && boundDriver(a, root) === 'vfio-pci') return a;
-  }
-  throw new VfioError({ code: 'ENODEV', errno: 19, operation: 'find nvme', path: pci, message: 'ENODEV: no NVMe controller (class 0x010802) bound to vfio-pci', hint: 'bind it: echo vfio-pci > /sys/bus/pci/devices/<addr>/driver_override; echo <addr> > /sys/bus/pci/drivers_probe' });
+  const found = findPciFunction((a, attr) => attr('class') === '0x010802' && boundDriver(a, root) === 'vfio-pci', root, 'find nvme');
+  if (found) return found;
+  throw new VfioError({ code: 'ENODEV', errno: 19, operation: 'find nvme', path: join(root, 'sys/bus/pci/devices'), message: 'ENODEV: no NVMe controller (class 0x010802) bound to vfio-pci', hint: 'bind it: echo vfio-pci > /sys/bus/pci/devices/<addr>/driver_override; echo <addr> > /sys/bus/pci/drivers_probe' });
 }
